@@ -1,0 +1,59 @@
+"""Cold start: a whole Python process that builds and signs one GetDeployments request,
+edgecore vs boto3 (client creation + one call answered by a before-send hook, so boto3
+also serializes and signs). Runs are interleaved; prints medians and the ratio.
+
+    python benchmarks/bench_coldstart.py [--runs 15]
+"""
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+
+EDGECORE = """
+import edgecore
+client = edgecore.Client(region="us-west-2",
+    credentials=edgecore.Credentials("AKIDEXAMPLE", "SECRETEXAMPLE"),
+    transport=lambda m, u, h, b: (200, {}, b'{"Deployments": []}'), clock=lambda: 1700000000)
+assert client.get_deployments(DeviceName="cam-1", DeviceFleetName="fleet-a")["Deployments"] == []
+"""
+
+BOTO3 = """
+import boto3
+from botocore.awsrequest import AWSResponse
+class Raw:
+    def stream(self, **kw):
+        yield b'{"Deployments": []}'
+client = boto3.client("sagemaker-edge", region_name="us-west-2",
+    aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="SECRETEXAMPLE")
+client.meta.events.register("before-send.*",
+    lambda request, **kw: AWSResponse(request.url, 200, {}, Raw()))
+assert client.get_deployments(DeviceName="cam-1", DeviceFleetName="fleet-a")["Deployments"] == []
+"""
+
+
+def run_once(src):
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", src], check=True)
+    return time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    run_once(EDGECORE), run_once(BOTO3)  # warm the page cache for both
+    ours, theirs = [], []
+    for _ in range(args.runs):
+        ours.append(run_once(EDGECORE))
+        theirs.append(run_once(BOTO3))
+    a, b = statistics.median(ours), statistics.median(theirs)
+    print("cold start, median of %d whole-process runs" % args.runs)
+    print("  edgecore build+sign GetDeployments : %7.1f ms" % (a * 1000))
+    print("  boto3 client + one stubbed call     : %7.1f ms" % (b * 1000))
+    print("  ratio edgecore/boto3                : %.3f (goal <= 0.100)" % (a / b))
+
+
+if __name__ == "__main__":
+    main()

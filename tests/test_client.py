@@ -1,0 +1,171 @@
+# Runs under MicroPython too (tests/micropython/run.mjs).
+"""Client: framing, signing and parsing wired together over a recording transport."""
+
+import json
+
+import edgecore
+from edgecore.errors import ClientError, ParamValidationError, TransportError
+
+SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+TOKEN = "FQoGZXIvYXdzEXAMPLETOKEN"
+NOW = 1700000000  # 2023-11-14T22:13:20Z
+
+
+class Recorder:
+    def __init__(self, status=200, headers=None, body=b"{}"):
+        self.calls = []
+        self.reply = (status, headers or {"x-amzn-requestid": "req-1"}, body)
+
+    def __call__(self, method, url, headers, body):
+        self.calls.append((method, url, headers, body))
+        return self.reply
+
+
+def make_client(transport, creds=None, **kw):
+    creds = creds or edgecore.Credentials("AKIDEXAMPLE", SECRET, TOKEN)
+    return edgecore.Client(
+        region="us-west-2", credentials=creds, transport=transport, clock=lambda: NOW, **kw
+    )
+
+
+def header(headers, name):
+    for k in headers:
+        if k.lower() == name.lower():
+            return headers[k]
+    return None
+
+
+def test_get_deployments_request_is_framed_and_signed():
+    body = {"Deployments": [{"DeploymentName": "d1", "Type": "Model"}]}
+    rec = Recorder(body=json.dumps(body).encode())
+    out = make_client(rec).get_deployments(DeviceName="cam-1", DeviceFleetName="fleet-a")
+    assert out["Deployments"] == body["Deployments"]
+    assert out["ResponseMetadata"]["HTTPStatusCode"] == 200
+    method, url, headers, sent = rec.calls[0]
+    assert method == "POST"
+    assert url == "https://edge.sagemaker.us-west-2.amazonaws.com/GetDeployments"
+    assert sent == b'{"DeviceName":"cam-1","DeviceFleetName":"fleet-a"}'
+    assert header(headers, "X-Amz-Date") == "20231114T221320Z"
+    assert header(headers, "X-Amz-Security-Token") == TOKEN
+    auth = header(headers, "Authorization")
+    assert auth.startswith(
+        "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20231114/us-west-2/sagemaker/aws4_request, "
+    )
+    assert "SignedHeaders=" in auth and "Signature=" in auth
+
+
+def test_endpoint_url_override_keeps_path_and_port():
+    rec = Recorder()
+    client = make_client(rec, endpoint_url="http://127.0.0.1:8123/")
+    client.get_device_registration(DeviceName="cam-1", DeviceFleetName="fleet-a")
+    assert rec.calls[0][1] == "http://127.0.0.1:8123/GetDeviceRegistration"
+    assert header(rec.calls[0][2], "Host") == "127.0.0.1:8123"
+
+
+def test_send_heartbeat_result_is_only_metadata():
+    rec = Recorder(body=b"")
+    out = make_client(rec).send_heartbeat(
+        AgentVersion="1.0", DeviceName="cam-1", DeviceFleetName="fleet-a"
+    )
+    assert list(out) == ["ResponseMetadata"]
+    assert json.loads(rec.calls[0][3]) == {
+        "AgentVersion": "1.0",
+        "DeviceName": "cam-1",
+        "DeviceFleetName": "fleet-a",
+    }
+
+
+def test_bad_params_never_reach_the_transport():
+    rec = Recorder()
+    client = make_client(rec)
+    for params in (
+        {"DeviceName": "cam-1"},
+        {"DeviceName": "cam 1", "DeviceFleetName": "fleet-a"},
+        {"DeviceName": "cam-1", "DeviceFleetName": "fleet-a", "Extra": 1},
+    ):
+        try:
+            client.get_deployments(**params)
+        except ParamValidationError as exc:
+            assert exc.operation == "GetDeployments"
+        else:
+            raise AssertionError("accepted %r" % (params,))
+    assert rec.calls == []
+
+
+def test_service_error_becomes_client_error():
+    rec = Recorder(
+        status=500,
+        headers={"x-amzn-errortype": "InternalServiceException:http://internal/"},
+        body=b'{"message": "try again"}',
+    )
+    try:
+        make_client(rec).get_deployments(DeviceName="cam-1", DeviceFleetName="fleet-a")
+    except ClientError as exc:
+        assert exc.code == "InternalServiceException"
+        assert exc.message == "try again"
+        assert exc.status == 500
+    else:
+        raise AssertionError("no ClientError")
+
+
+def test_socket_error_becomes_transport_error():
+    def broken(method, url, headers, body):
+        raise OSError(104, "connection reset")
+
+    try:
+        make_client(broken).get_deployments(DeviceName="cam-1", DeviceFleetName="fleet-a")
+    except TransportError as exc:
+        assert "GetDeployments" in str(exc)
+    else:
+        raise AssertionError("no TransportError")
+
+
+def test_credentials_provider_is_asked_at_each_call():
+    class Provider:
+        def __init__(self):
+            self.asked = []
+            self.keys = ["AKIDONE", "AKIDTWO"]
+
+        def get(self, now):
+            self.asked.append(now)
+            return edgecore.Credentials(self.keys[len(self.asked) - 1], SECRET)
+
+    rec = Recorder()
+    provider = Provider()
+    client = make_client(rec, creds=provider)
+    client.get_deployments(DeviceName="cam-1", DeviceFleetName="fleet-a")
+    client.get_deployments(DeviceName="cam-1", DeviceFleetName="fleet-a")
+    assert provider.asked == [NOW, NOW]
+    assert "Credential=AKIDTWO/" in header(rec.calls[1][2], "Authorization")
+    assert header(rec.calls[1][2], "X-Amz-Security-Token") is None
+
+
+def test_secrets_never_in_repr_or_errors():
+    rec = Recorder(status=403, headers={}, body=b'{"__type": "InvalidSignatureException"}')
+    client = make_client(rec)
+    texts = [repr(client), str(client)]
+    try:
+        client.get_deployments(DeviceName="cam-1", DeviceFleetName="fleet-a")
+    except ClientError as exc:
+        texts.append(str(exc))
+        texts.append(repr(exc.response))
+    for text in texts:
+        assert SECRET not in text and TOKEN not in text, text
+
+
+def test_bad_construction_is_rejected():
+    creds = edgecore.Credentials("AKID", SECRET)
+    bad = (
+        {"region": "us-west-2/evil.example", "credentials": creds},
+        {"region": "", "credentials": creds},
+        {"region": "us-west-2", "credentials": "AKID:SECRET"},
+        {"region": "us-west-2", "credentials": creds, "endpoint_url": "ftp://x"},
+        {"region": "us-west-2", "credentials": creds, "endpoint_url": "https://h/?q=1"},
+    )
+    for kwargs in bad:
+        try:
+            edgecore.Client(transport=Recorder(), clock=lambda: NOW, **kwargs)
+        except (ValueError, TypeError) as exc:
+            assert SECRET not in str(exc)
+        else:
+            raise AssertionError("accepted %r" % (kwargs,))
