@@ -16,18 +16,15 @@ def _is_dns_label(text):
     # botocore's rule for regions: it keeps a region from smuggling a host into the URL.
     if not 0 < len(text) <= 63 or text[0] == "-" or text[-1] == "-":
         return False
-    for ch in text:
-        if not ("a" <= ch <= "z" or "A" <= ch <= "Z" or "0" <= ch <= "9" or ch == "-"):
-            return False
-    return True
+    return all("a" <= c <= "z" or "A" <= c <= "Z" or "0" <= c <= "9" or c == "-" for c in text)
 
 
 def _check_endpoint(url):
     if not isinstance(url, str) or not (url.startswith("https://") or url.startswith("http://")):
-        raise ValueError("Client: endpoint_url must be an http:// or https:// URL, got %r" % (url,))
+        raise ValueError("Client: endpoint_url must be an http(s):// URL, got %r" % (url,))
     rest = url.split("://", 1)[1]
     if not rest or rest[0] == "/" or "?" in rest or "#" in rest:
-        raise ValueError("Client: endpoint_url needs a host and no query or fragment, got %r" % (url,))
+        raise ValueError("Client: endpoint_url needs a host, no query or fragment; got %r" % (url,))
     return url.rstrip("/")
 
 
@@ -43,10 +40,12 @@ class Client:
     def __init__(self, region, credentials, endpoint_url=None, transport=None, clock=None):
         if not isinstance(region, str) or not _is_dns_label(region):
             raise ValueError(
-                "Client: region must be letters, digits and inner hyphens (1-63), got %r" % (region,)
+                "Client: region must be 1-63 letters, digits, inner hyphens; got %r" % (region,)
             )
         if not (isinstance(credentials, Credentials) or hasattr(credentials, "get")):
-            raise TypeError("Client: credentials must be edgecore.Credentials or a provider with get(now)")
+            raise TypeError(
+                "Client: credentials must be edgecore.Credentials or a provider with get(now)"
+            )
         self.region = region
         self._credentials = credentials
         if endpoint_url is None:
@@ -93,7 +92,7 @@ class Client:
         except OSError as exc:
             # Ports raise TransportError already; a bare socket error from a custom transport
             # gets the same type so callers handle one exception for "no answer".
-            raise TransportError("%s: %s %s failed: %s" % (operation, method, url, exc))
+            raise TransportError("%s: %s %s failed: %s" % (operation, method, url, exc)) from exc
         return wire.parse_response(operation, status, resp_headers, resp_body)
 
     def get_deployments(self, **params):

@@ -81,3 +81,16 @@ class ChecksumMismatch(EdgecoreError):
             "%s checksum mismatch: expected %s, got %s after %d bytes"
             % (algorithm, expected, actual, bytes_read),
         )
+
+
+class StreamTooLong(EdgecoreError):
+    """The artifact is longer than its declared size (``limit=``); reading stopped."""
+
+    def __init__(self, operation, limit, bytes_read):
+        self.operation = operation
+        self.limit = limit
+        self.bytes_read = bytes_read
+        super().__init__(
+            "%s: stream longer than its declared size: expected at most %d bytes, got %d or more"
+            % (operation, limit, bytes_read)
+        )

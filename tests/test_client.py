@@ -44,7 +44,7 @@ def test_get_deployments_request_is_framed_and_signed():
     method, url, headers, sent = rec.calls[0]
     assert method == "POST"
     assert url == "https://edge.sagemaker.us-west-2.amazonaws.com/GetDeployments"
-    assert sent == b'{"DeviceName":"cam-1","DeviceFleetName":"fleet-a"}'
+    assert sent == b'{"DeviceName": "cam-1", "DeviceFleetName": "fleet-a"}'
     assert header(headers, "X-Amz-Date") == "20231114T221320Z"
     assert header(headers, "X-Amz-Security-Token") == TOKEN
     auth = header(headers, "Authorization")

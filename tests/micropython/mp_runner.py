@@ -34,5 +34,6 @@ def main(module_names):
             else:
                 passed += 1
                 print("ok %s::%s" % (modname, name))
-    print("micropython %s: %d passed, %d failed" % (sys.version.split(";")[-1].strip(), passed, failed))
+    version = sys.version.split(";")[-1].strip()
+    print("micropython %s: %d passed, %d failed" % (version, passed, failed))
     return failed

@@ -1,0 +1,1 @@
+"""Test data importable both under pytest (tests/ on sys.path) and MicroPython (/tests)."""
