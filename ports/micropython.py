@@ -1,0 +1,742 @@
+"""MicroPython port: an HTTP/1.1 client over ``socket`` + ``ssl``, ``os`` files, ``time``
+clock and ``gc`` / ``os.statvfs`` metrics. Also runs on CPython (its tests do).
+
+The socket layer is injectable: ``make_transport(connect=f)`` where
+``f(host, port, use_tls, timeout)`` returns an object with ``write(bytes) -> n``,
+``readinto(buf) -> n`` and ``close()`` (optionally ``settimeout(s)``). Tests feed it
+exact bytes; runtimes without sockets (the WebAssembly port) supply their own.
+
+Reads are bounded: a status, header or chunk-size line longer than ``MAX_LINE``,
+more than ``MAX_HEADERS`` headers, a bad Content-Length or chunk size raise
+``HttpProtocolError`` (a ``TransportError``). A body that ends before its
+Content-Length or last chunk raises ``TransportError``. ``open()`` streams: its
+``readinto`` de-chunks into the caller's buffer without holding the body.
+
+TLS: verification is on; MicroPython has no system CA store, so ``ca_bundle`` (a file
+path, PEM or DER as the ssl module accepts) is required for https unless
+``verify=False`` (which prints a loud warning once).
+
+Files: MicroPython has no fsync; ``atomic_write`` flushes, calls ``os.sync()`` where
+the port has it, then renames. On FAT a rename cannot replace a file, so the old one
+is removed first: a power cut in that instant leaves only ``path + ".tmp"``, which
+``read_atomic`` falls back to.
+
+Metrics (Dimension / MetricName): memory / HeapFreeBytes, HeapAllocatedBytes,
+HeapUtilization (percent); disk/model-dir / DiskTotalBytes, DiskFreeBytes,
+DiskUtilization. Microcontroller floats may be single precision: values lose digits.
+"""
+
+import os
+import time
+
+from edgecore.errors import TransportError
+from edgecore_ports import HttpProtocolError, disk_metrics, edge_metric
+
+_builtin_open = open
+
+MAX_LINE = 8192  # status line, one header line, one chunk-size line
+MAX_HEADERS = 100
+BUFSIZE = 2048
+DEFAULT_TIMEOUT = (5, 30)
+DEFAULT_MAX_BODY = 1024 * 1024  # transport() bound: API responses are small
+USER_AGENT = "edgecore/0.1.0"
+_NO_BODY = ("HEAD",)
+_warned_insecure = False
+
+
+def parse_url(url):
+    """(scheme, host, port, target, authority) of an http(s) URL; ValueError if not one."""
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in ("http", "https"):
+        raise ValueError("url: expected http:// or https://, got %r" % url[:60])
+    end = len(rest)
+    for mark in "/?#":
+        i = rest.find(mark)
+        if 0 <= i < end:
+            end = i
+    authority = rest[:end]
+    target = rest[end:].split("#", 1)[0]
+    if not target or target[0] != "/":
+        target = "/" + target
+    if "@" in authority:
+        raise ValueError("url: credentials in the URL are not supported")
+    port = 443 if scheme == "https" else 80
+    if authority.startswith("["):  # IPv6 literal
+        close = authority.find("]")
+        if close < 0:
+            raise ValueError("url: unterminated IPv6 literal")
+        host, tail = authority[1:close], authority[close + 1:]
+    else:
+        host, colon, tail = authority.partition(":")
+        tail = colon + tail
+    if tail:
+        if tail[0] != ":" or not tail[1:].isdigit():
+            raise ValueError("url: bad port in %r" % authority)
+        port = int(tail[1:])
+    if not host:
+        raise ValueError("url: no host")
+    return scheme, host, port, target, authority
+
+
+def _check_token(text, what):
+    for ch in text:
+        if ch in "\r\n\x00":
+            raise ValueError("request: %s must not contain CR, LF or NUL" % what)
+
+
+def _as_str(value):
+    if isinstance(value, (bytes, bytearray)):
+        return str(bytes(value), "utf-8")
+    return str(value)
+
+
+def build_request(method, target, authority, headers, body_len, keep_alive, user_agent=USER_AGENT):
+    """The request head as bytes: request line, Host (the caller's if given, as it is
+    signed), the caller's headers sorted by name (dict order differs between runtimes;
+    sorting makes the bytes identical), User-Agent, Content-Length, Connection."""
+    _check_token(method, "method")
+    _check_token(target, "target")
+    lines = ["%s %s HTTP/1.1" % (method, target)]
+    own = {}
+    for name in headers:
+        own[_as_str(name).lower()] = name
+    if "host" not in own:
+        lines.append("Host: %s" % authority)
+    names = sorted(own)
+    for lname in names:
+        if lname in ("content-length", "connection", "transfer-encoding"):
+            continue  # framing is ours
+        name = _as_str(own[lname])
+        value = _as_str(headers[own[lname]])
+        _check_token(name, "header name")
+        _check_token(value, "header %s" % name)
+        if lname == "host":
+            lines.insert(1, "%s: %s" % (name, value))
+        else:
+            lines.append("%s: %s" % (name, value))
+    if user_agent and "user-agent" not in own:
+        lines.append("User-Agent: %s" % user_agent)
+    if body_len or method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
+        lines.append("Content-Length: %d" % body_len)
+    lines.append("Connection: %s" % ("keep-alive" if keep_alive else "close"))
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+class _SocketStream:
+    """Adapts a CPython socket (send/recv_into) to the write/readinto interface."""
+
+    def __init__(self, sock):
+        self.sock = sock
+
+    def write(self, data):
+        self.sock.sendall(data)
+        return len(data)
+
+    def readinto(self, buf):
+        return self.sock.recv_into(buf)
+
+    def settimeout(self, seconds):
+        self.sock.settimeout(seconds)
+
+    def close(self):
+        self.sock.close()
+
+
+class _Reader:
+    """Buffered, bounded reads over a write/readinto stream."""
+
+    def __init__(self, stream, size=BUFSIZE):
+        self.stream = stream
+        self.buf = bytearray(size)
+        self.mv = memoryview(self.buf)
+        self.start = 0
+        self.end = 0
+        self.received = 0  # bytes taken from the stream so far
+
+    def _recv(self, mv):
+        n = self.stream.readinto(mv)
+        if n is None:  # a non-blocking socket with nothing to give: treat as timeout
+            raise OSError(110, "read timed out")
+        self.received += n
+        return n
+
+    def _fill(self):
+        """Read more into the buffer; 0 at end of stream."""
+        if self.start == self.end:
+            self.start = self.end = 0
+        elif self.end == len(self.buf):
+            left = self.end - self.start
+            self.buf[0:left] = self.mv[self.start:self.end]
+            self.start, self.end = 0, left
+        n = self._recv(self.mv[self.end:])
+        self.end += n
+        return n
+
+    def readline(self, limit, what):
+        """One line (with its newline) of at most ``limit`` bytes; b"" at a clean EOF.
+        A longer line raises HttpProtocolError; EOF mid-line raises TransportError."""
+        parts = b""
+        while True:
+            i = self.buf.find(b"\n", self.start, self.end)
+            if i >= 0:
+                line = bytes(self.mv[self.start:i + 1])
+                if parts:
+                    line = parts + line
+                self.start = i + 1
+                if len(line) > limit:
+                    break
+                return line
+            parts += bytes(self.mv[self.start:self.end])
+            self.start = self.end
+            if len(parts) > limit:
+                break
+            if self._fill() == 0:
+                if parts:
+                    raise TransportError("connection closed in the middle of the %s" % what)
+                return b""
+        raise HttpProtocolError("%s longer than %d bytes" % (what, limit))
+
+    def readinto(self, mv):
+        """Buffered bytes first, then straight from the stream (no copy for big bodies)."""
+        if self.start < self.end:
+            n = min(len(mv), self.end - self.start)
+            mv[0:n] = self.mv[self.start:self.start + n]
+            self.start += n
+            return n
+        return self._recv(mv)
+
+
+def _parse_status(line):
+    text = _decode(line, "status line").strip()
+    parts = text.split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or len(parts[1]) != 3 \
+            or not parts[1].isdigit():
+        raise HttpProtocolError("malformed status line %r" % text[:80])
+    return parts[0], int(parts[1]), parts[2] if len(parts) > 2 else ""
+
+
+def _decode(line, what):
+    try:
+        return str(line, "utf-8")
+    except UnicodeError:
+        raise HttpProtocolError("%s is not UTF-8/ASCII" % what) from None
+
+
+def _read_headers(reader):
+    headers = {}
+    count = 0
+    while True:
+        line = reader.readline(MAX_LINE, "header line")
+        if not line:
+            raise TransportError("connection closed in the response headers")
+        if line in (b"\r\n", b"\n"):
+            return headers
+        count += 1
+        if count > MAX_HEADERS:
+            raise HttpProtocolError("more than %d response headers" % MAX_HEADERS)
+        if line[0] in (32, 9):
+            raise HttpProtocolError("obsolete folded header line")
+        text = _decode(line, "header line")
+        name, sep, value = text.partition(":")
+        name = name.strip()
+        if not sep or not name or " " in name or "\t" in name:
+            raise HttpProtocolError("malformed header line %r" % text[:80])
+        name = name.lower()
+        value = value.strip()
+        if name in headers:
+            headers[name] = headers[name] + ", " + value
+        else:
+            headers[name] = value
+
+
+def _chunk_size_value(line):
+    """The hex size of a chunk-size line (extensions after ';' ignored), -1 if bad.
+    Parsed byte by byte: strict (no sign, 0x or _ that int() would take) and no
+    allocation per chunk on the download path."""
+    value = 0
+    digits = 0
+    for c in line:
+        if 48 <= c <= 57:
+            d = c - 48
+        elif 97 <= c <= 102:
+            d = c - 87
+        elif 65 <= c <= 70:
+            d = c - 55
+        elif c in (59, 13, 10, 32, 9):  # ';' CR LF SP HT end the digits
+            break
+        else:
+            return -1
+        digits += 1
+        if digits > 15:
+            return -1
+        value = value * 16 + d
+    return value if digits else -1
+
+
+def _content_length(value):
+    # "5, 5" (a repeated header) is allowed when every copy agrees.
+    values = [v.strip() for v in value.split(",")]
+    for v in values:
+        if not v.isdigit() or len(v) > 18 or v != values[0]:
+            raise HttpProtocolError("bad Content-Length %r" % value[:40])
+    return int(values[0])
+
+
+class Response:
+    """A streamed response; see the port interface in ``edgecore_ports``."""
+
+    def __init__(self, owner, key, reader, method, origin, version, status, reason, headers):
+        self._owner = owner
+        self._key = key
+        self._reader = reader
+        self._origin = origin
+        self._method = method
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self._done = False
+        self._remaining = 0  # bytes left in the body (length) or current chunk (chunked)
+        self._reusable = version == "HTTP/1.1" and "close" not in headers.get(
+            "connection", "").lower()
+        te = headers.get("transfer-encoding")
+        if method in _NO_BODY or status < 200 or status in (204, 304):
+            self._mode = "none"
+        elif te is not None:
+            codings = [c.strip().lower() for c in te.split(",")]
+            if codings[-1] == "chunked":
+                self._mode = "chunked"
+            else:  # a non-chunked coding is delimited by close (RFC 9112 6.3)
+                self._mode = "close"
+                self._reusable = False
+        elif "content-length" in headers:
+            self._mode = "length"
+            self._remaining = _content_length(headers["content-length"])
+        else:
+            self._mode = "close"
+            self._reusable = False
+        if self._mode == "none" or (self._mode == "length" and self._remaining == 0):
+            self._finish()
+
+    def _finish(self):
+        self._done = True
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            self._owner._release(self._key, reader, self._reusable)
+
+    def _chunk_size(self):
+        line = self._reader.readline(MAX_LINE, "chunk size line")
+        if not line:
+            raise TransportError("body truncated before a chunk size line")
+        size = _chunk_size_value(line)
+        if size < 0:
+            raise HttpProtocolError("bad chunk size line %r" % line[:20])
+        return size
+
+    def _next_chunk(self):
+        """Move to the next chunk; False after the last one (trailers consumed)."""
+        size = self._chunk_size()
+        if size == 0:
+            for _ in range(MAX_HEADERS + 1):
+                line = self._reader.readline(MAX_LINE, "trailer line")
+                if not line:
+                    raise TransportError("body truncated in the chunked trailer")
+                if line in (b"\r\n", b"\n"):
+                    return False
+            raise HttpProtocolError("more than %d trailer lines" % MAX_HEADERS)
+        self._remaining = size
+        return True
+
+    def readinto(self, buf):
+        """Fill buf with the next body bytes (de-chunked); 0 at the end."""
+        if self._done or not len(buf):
+            return 0
+        try:
+            if self._mode == "chunked" and self._remaining == 0 and not self._next_chunk():
+                self._finish()
+                return 0
+            target = buf
+            if self._mode != "close" and self._remaining < len(buf):
+                # Only a body's tail needs a view; the common case allocates nothing.
+                target = memoryview(buf)[:self._remaining]
+            n = self._reader.readinto(target)
+            if n == 0:
+                if self._mode == "close":
+                    self._finish()
+                    return 0
+                raise TransportError(
+                    "response body truncated: connection closed with %d bytes of the %s "
+                    "still expected"
+                    % (self._remaining, "chunk" if self._mode == "chunked" else "Content-Length")
+                )
+            if self._mode != "close":
+                self._remaining -= n
+                if self._remaining == 0:
+                    if self._mode == "length":
+                        self._finish()
+                    else:
+                        line = self._reader.readline(4, "chunk terminator")
+                        if not line:
+                            raise TransportError("response body truncated after a chunk")
+                        if line not in (b"\r\n", b"\n"):
+                            raise HttpProtocolError("chunk not followed by CRLF")
+            return n
+        except TransportError as exc:
+            self.close()
+            raise exc.__class__("%s %s: %s" % (self._method, self._origin, exc)) from None
+        except OSError as exc:
+            self.close()
+            raise TransportError(
+                "%s %s: %s" % (self._method, self._origin, _oserror_text(exc))
+            ) from None
+
+    def read(self, n=-1):
+        """Up to n bytes (all that is left when n < 0); b"" at the end."""
+        if n is None or n < 0:
+            out = bytearray()
+            buf = bytearray(BUFSIZE)
+            while True:
+                k = self.readinto(buf)
+                if not k:
+                    return bytes(out)
+                out.extend(memoryview(buf)[:k])
+        buf = bytearray(n)
+        k = self.readinto(buf)
+        return bytes(memoryview(buf)[:k])
+
+    def close(self):
+        """Drop the connection unless the body was read to its end."""
+        if self._reader is not None:
+            self._reusable = False
+            self._finish()
+        self._done = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+def _oserror_text(exc):
+    if "imeout" in exc.__class__.__name__:  # CPython's TimeoutError / socket.timeout
+        return "timed out"
+    if exc.args and isinstance(exc.args[0], int):
+        code = exc.args[0]
+        if code in (110, 116, -116):  # ETIMEDOUT / MicroPython's timeout codes
+            return "timed out (errno %d)" % code
+        return "network error (errno %d)" % code
+    return "network error (%s)" % exc.__class__.__name__
+
+
+def _timeouts(timeout):
+    if isinstance(timeout, tuple):
+        return timeout[0], timeout[1]
+    return timeout, timeout
+
+
+class Transport:
+    """An HTTP/1.1 client; ``make_transport`` builds one."""
+
+    def __init__(self, verify=True, ca_bundle=None, timeout=DEFAULT_TIMEOUT,
+                 max_body=DEFAULT_MAX_BODY, keep_alive=False, connect=None,
+                 user_agent=USER_AGENT):
+        global _warned_insecure
+        if not verify and not _warned_insecure:
+            _warned_insecure = True
+            print("WARNING: edgecore: TLS CERTIFICATE VERIFICATION IS DISABLED: any host can "
+                  "impersonate the service and the model store")
+        self.verify = verify
+        self.ca_bundle = ca_bundle
+        self.timeout = timeout
+        self.max_body = max_body
+        self.keep_alive = keep_alive
+        self.user_agent = user_agent
+        self._connect = connect or self._socket_connect
+        self._tls = None
+        self._idle = None  # (key, reader) of one reusable connection
+
+    def _context(self):
+        if self._tls is None:
+            try:
+                import ssl
+            except ImportError:
+                import tls as ssl
+            import sys
+
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            if not self.verify:
+                if hasattr(ctx, "check_hostname"):
+                    ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            elif self.ca_bundle:
+                if sys.implementation.name == "micropython":
+                    with _builtin_open(self.ca_bundle, "rb") as f:
+                        ctx.load_verify_locations(cadata=f.read())
+                else:
+                    ctx.load_verify_locations(cafile=self.ca_bundle)
+                ctx.verify_mode = ssl.CERT_REQUIRED
+            elif sys.implementation.name != "micropython":
+                ctx.load_default_certs()
+            else:
+                raise TransportError("https: TLS verification needs ca_bundle (a CA file) "
+                                     "on MicroPython, which has no system CA store")
+            self._tls = ctx
+        return self._tls
+
+    def _socket_connect(self, host, port, use_tls, timeout):
+        import socket
+
+        info = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+        sock = socket.socket(info[0], socket.SOCK_STREAM, info[2])
+        try:
+            if timeout is not None:
+                sock.settimeout(timeout)
+            sock.connect(info[-1])
+            if use_tls:
+                sock = self._context().wrap_socket(sock, server_hostname=host)
+        except BaseException:
+            sock.close()
+            raise
+        if hasattr(sock, "readinto") and hasattr(sock, "write"):
+            return sock  # MicroPython sockets are streams already
+        return _SocketStream(sock)
+
+    def _release(self, key, reader, reusable):
+        if reusable and self.keep_alive and self._idle is None:
+            self._idle = (key, reader)
+            return
+        try:
+            reader.stream.close()
+        except OSError:
+            pass
+
+    def _take_idle(self, key):
+        idle, self._idle = self._idle, None
+        if idle is None:
+            return None
+        if idle[0] == key:
+            return idle[1]
+        self._release(idle[0], idle[1], False)
+        return None
+
+    def open(self, method, url, headers, body=b"", timeout=None):
+        """Send the request; return a streamed Response (the caller closes it)."""
+        scheme, host, port, target, authority = parse_url(url)
+        origin = "%s://%s" % (scheme, authority)
+        body = body or b""
+        head = build_request(method, target, authority, headers, len(body), self.keep_alive,
+                             self.user_agent)
+        key = (scheme, host, port)
+        connect_timeout, read_timeout = _timeouts(timeout or self.timeout)
+        reader = self._take_idle(key)
+        reused = reader is not None
+        while True:
+            before = reader.received if reader is not None else 0
+            try:
+                if reader is None:
+                    stream = self._connect(host, port, scheme == "https", connect_timeout)
+                    reader = _Reader(stream)
+                if read_timeout is not None and hasattr(reader.stream, "settimeout"):
+                    reader.stream.settimeout(read_timeout)
+                _write_all(reader.stream, head)
+                if body:
+                    _write_all(reader.stream, body)
+                return self._response(reader, key, method, origin)
+            except (OSError, TransportError, ValueError) as exc:
+                received = reader.received - before if reader is not None else 0
+                if reader is not None:
+                    self._release(key, reader, False)
+                    reader = None
+                # A kept-alive connection the server closed meanwhile: retry once, fresh.
+                if reused and received == 0:
+                    reused = False
+                    continue
+                if isinstance(exc, TransportError):
+                    raise exc.__class__("%s %s: %s" % (method, origin, exc)) from None
+                if isinstance(exc, ValueError) and not hasattr(exc, "errno"):
+                    detail = "TLS failure (%s)" % exc
+                elif exc.__class__.__name__.startswith("SSL"):
+                    detail = "TLS failure (%s)" % exc.__class__.__name__
+                else:
+                    detail = _oserror_text(exc)
+                raise TransportError("%s %s: %s" % (method, origin, detail)) from None
+
+    def _response(self, reader, key, method, origin):
+        for _ in range(10):  # skip interim 1xx responses (100 Continue, 103 Early Hints)
+            line = reader.readline(MAX_LINE, "status line")
+            if not line:
+                raise TransportError("connection closed before a response")
+            version, status, reason = _parse_status(line)
+            headers = _read_headers(reader)
+            if status >= 200 or status == 101:
+                return Response(self, key, reader, method, origin, version, status, reason,
+                                headers)
+        raise HttpProtocolError("too many interim responses")
+
+    def transport(self, method, url, headers, body=b"", timeout=None):
+        """One exchange, body read whole (bounded): (status, lower-cased headers, body)."""
+        with self.open(method, url, headers, body, timeout) as resp:
+            declared = resp.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_body:
+                raise TransportError("%s %s: response body of %s bytes exceeds the %d byte "
+                                     "bound" % (method, resp._origin, declared, self.max_body))
+            out = bytearray()
+            buf = bytearray(BUFSIZE)
+            while True:
+                n = resp.readinto(buf)
+                if not n:
+                    return resp.status, resp.headers, bytes(out)
+                if len(out) + n > self.max_body:
+                    raise TransportError("%s %s: response body exceeds the %d byte bound"
+                                         % (method, resp._origin, self.max_body))
+                out.extend(memoryview(buf)[:n])
+
+    def close(self):
+        idle, self._idle = self._idle, None
+        if idle is not None:
+            self._release(idle[0], idle[1], False)
+
+
+def _write_all(stream, data):
+    mv = memoryview(data)
+    off = 0
+    while off < len(mv):
+        n = stream.write(mv[off:])
+        if not n:
+            raise OSError(5, "write made no progress")
+        off += n
+
+
+def make_transport(verify=True, ca_bundle=None, timeout=DEFAULT_TIMEOUT,
+                   max_body=DEFAULT_MAX_BODY, keep_alive=False, connect=None, proxy=None):
+    """A Transport. ``connect(host, port, use_tls, timeout)`` replaces the socket layer.
+    ``proxy`` is accepted for interface parity and must be None (no proxy support)."""
+    if proxy:
+        raise ValueError("make_transport: proxy is not supported by the MicroPython port")
+    return Transport(verify=verify, ca_bundle=ca_bundle, timeout=timeout, max_body=max_body,
+                     keep_alive=keep_alive, connect=connect)
+
+
+_default = None
+
+
+def default_transport():
+    global _default
+    if _default is None:
+        _default = make_transport()
+    return _default
+
+
+def configure(**kwargs):
+    """Replace the module-level default transport (same arguments as make_transport)."""
+    global _default
+    if _default is not None:
+        _default.close()
+    _default = make_transport(**kwargs)
+    return _default
+
+
+def transport(method, url, headers, body=b"", timeout=None):
+    return default_transport().transport(method, url, headers, body, timeout)
+
+
+def open(method, url, headers, body=b"", timeout=None):
+    return default_transport().open(method, url, headers, body, timeout)
+
+
+# -- clock -------------------------------------------------------------------------------
+
+_epoch_offset = None
+_ticks_last = None
+_ticks_total = 0
+
+
+def clock():
+    """Epoch (1970) seconds. Some MicroPython ports count from 2000: corrected."""
+    global _epoch_offset
+    if _epoch_offset is None:
+        _epoch_offset = 946684800 if time.gmtime(0)[0] == 2000 else 0
+    return int(time.time()) + _epoch_offset
+
+
+def monotonic():
+    """Seconds since the first call, never going back. ``ticks_ms`` wraps (every ~12.4
+    days on most ports); ``ticks_diff`` is exact for gaps under half that, so call this
+    at least every few days (the agent calls it every cycle)."""
+    global _ticks_last, _ticks_total
+    if not hasattr(time, "ticks_ms"):
+        return time.monotonic()
+    now = time.ticks_ms()
+    if _ticks_last is not None:
+        step = time.ticks_diff(now, _ticks_last)
+        if step > 0:
+            _ticks_total += step
+    _ticks_last = now
+    return _ticks_total / 1000
+
+
+# -- files -------------------------------------------------------------------------------
+
+
+def atomic_write(path, data, mode=0o600):
+    """Write ``data`` to ``path + ".tmp"``, flush (and ``os.sync()`` where present), then
+    rename over ``path``. ``mode`` is applied where ``os.chmod`` exists."""
+    if isinstance(data, str):
+        data = data.encode()
+    tmp = path + ".tmp"
+    with _builtin_open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        if hasattr(os, "fsync"):  # CPython running this module
+            os.fsync(f.fileno())
+    if hasattr(os, "chmod"):
+        os.chmod(tmp, mode)
+    if hasattr(os, "sync"):
+        os.sync()
+    try:
+        os.rename(tmp, path)
+    except OSError:
+        # FAT: rename cannot replace. read_atomic() recovers from a cut here.
+        os.remove(path)
+        os.rename(tmp, path)
+    if hasattr(os, "sync"):
+        os.sync()
+
+
+def read_atomic(path):
+    """The content atomic_write left at ``path`` (or its ``.tmp`` after a cut between
+    remove and rename on FAT); None when neither exists."""
+    for candidate in (path, path + ".tmp"):
+        try:
+            with _builtin_open(candidate, "rb") as f:
+                return f.read()
+        except OSError:
+            pass
+    return None
+
+
+def free_space(path):
+    """Bytes available on ``path``'s filesystem."""
+    st = os.statvfs(path)
+    return st[4] * (st[1] or st[0])
+
+
+# -- metrics -----------------------------------------------------------------------------
+
+
+def metrics(model_dir, now):
+    """Heap and model_dir filesystem metrics (see the module docstring)."""
+    import gc
+
+    out = []
+    if hasattr(gc, "mem_free"):
+        free = gc.mem_free()
+        used = gc.mem_alloc()
+        out.append(edge_metric("memory", "HeapFreeBytes", free, now))
+        out.append(edge_metric("memory", "HeapAllocatedBytes", used, now))
+        if free + used:
+            out.append(edge_metric("memory", "HeapUtilization", 100.0 * used / (free + used),
+                                   now))
+    disk_metrics(out, model_dir, now)
+    return out

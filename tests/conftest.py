@@ -1,0 +1,68 @@
+"""Shared pytest fixtures (CPython only; the MicroPython runner never loads this file).
+
+- moto_s3 (session): one moto S3 server with signature checking, shared by all tests
+  (each LocalCloud gets its own bucket and IAM user, so tests stay isolated).
+- local_cloud (function): a LocalCloud in tmp_path with device "test-device" in fleet
+  "test-fleet", its key valid for both the edge endpoint and S3; stopped after the test.
+- local_cloud_factory (function): start(**kwargs) -> LocalCloud for tests that need
+  options (temporary_key=True, clock=..., another device...); all stopped after the test.
+- agent_config_file (function): (path, dict) of an agent config JSON for local_cloud.
+"""
+
+import os
+import sys
+
+import pytest
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+try:
+    import edgecore_tools  # noqa: F401
+except ImportError:  # not installed as a package yet: use the source tree
+    sys.path.insert(0, _ROOT)
+
+
+@pytest.fixture(scope="session")
+def moto_s3():
+    from edgecore_tools.localcloud import MotoS3
+
+    s3 = MotoS3.start(region="us-west-2")
+    yield s3
+    s3.stop()
+
+
+@pytest.fixture
+def local_cloud_factory(tmp_path, moto_s3):
+    from edgecore_tools.localcloud import LocalCloud
+
+    started = []
+
+    def start(**kwargs):
+        kwargs.setdefault("s3", moto_s3)
+        cloud = LocalCloud.start(tmp_path / ("cloud-%d" % len(started)), **kwargs)
+        started.append(cloud)
+        return cloud
+
+    yield start
+    for cloud in started:
+        cloud.stop()
+
+
+@pytest.fixture
+def local_cloud(local_cloud_factory):
+    return local_cloud_factory()
+
+
+@pytest.fixture
+def agent_config_file(local_cloud, tmp_path):
+    """(path, config dict) of an agent config for local_cloud's device, with model_dir and
+    state_dir under tmp_path/device; the file is mode 0600 (it holds the secret)."""
+    import json
+
+    device_dir = tmp_path / "device"
+    config = local_cloud.agent_config(device_dir / "models", device_dir / "state")
+    device_dir.mkdir(exist_ok=True)
+    path = device_dir / "agent.json"
+    fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(config, f, indent=2)
+    return str(path), config
