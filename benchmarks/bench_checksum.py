@@ -12,7 +12,7 @@
    but after fork+exec Linux keeps the parent's peak in it, so it mostly reads 0.
    The plain read loop is measured the same way for comparison.
 3. Pure-Python Sha1 MB/s on CPython, and under the MicroPython WebAssembly port
-   (benchmarks/bench_sha1_micropython.mjs, needs node). Recorded, no goal.
+   (benchmarks/mp_run.mjs benchmarks/mp_sha1.py, needs node). Recorded, no goal.
 """
 
 import argparse
@@ -116,10 +116,11 @@ def pure_sha1_cpython(mib=2, rounds=3):
 
 def pure_sha1_micropython(kib):
     node = shutil.which("node")
-    script = os.path.join(ROOT, "benchmarks", "bench_sha1_micropython.mjs")
+    runner = os.path.join(ROOT, "benchmarks", "mp_run.mjs")
+    script = os.path.join(ROOT, "benchmarks", "mp_sha1.py")
     if not node:
         return None
-    out = subprocess.run([node, script, str(kib)], check=True, capture_output=True,
+    out = subprocess.run([node, runner, script, str(kib)], check=True, capture_output=True,
                          text=True, cwd=ROOT).stdout
     for line in out.splitlines():
         if line.startswith("micropython-sha1 "):
