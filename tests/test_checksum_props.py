@@ -10,10 +10,10 @@ from unittest import mock
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from edgecore import checksum
 from edgecore.checksum import Verifier, check_expected, new_hasher, verify_stream
 from edgecore.errors import ChecksumMismatch, ParamValidationError
 from edgecore.sha1 import Sha1
+from edgecore.shapes import check_checksum
 
 
 class ShortReadinto:
@@ -100,7 +100,7 @@ SUM_ALPHABET = st.sampled_from("0123456789abcdefABCDEFgz-_ ")
 @example("a\n")
 @example("a--0")
 def test_checksum_string_check_matches_model_regex(text):
-    assert checksum._is_checksum_string(text) == (CHECKSUM_STRING.fullmatch(text) is not None)
+    assert check_checksum(text) == (CHECKSUM_STRING.fullmatch(text) is not None)
 
 
 @settings(max_examples=300, deadline=None)
