@@ -1,0 +1,150 @@
+"""S3 locations: parse ``s3://bucket/key``, build object URLs, read S3 XML error bodies.
+
+- ``parse(url) -> (bucket, key)`` follows the model's S3Uri pattern ``^s3://([^/]+)/?(.*)$``
+  (max 1024 characters) and additionally requires a non-empty key (a model is an object).
+- ``object_url(bucket, key, region, endpoint_url=None, style="auto")`` builds the
+  percent-encoded URL to GET: path style ``https://s3.<region>.amazonaws.com/<bucket>/<key>``
+  or virtual-hosted style ``https://<bucket>.s3.<region>.amazonaws.com/<key>``; with a
+  custom ``endpoint_url`` (``s3_endpoint_url``, e.g. a local S3 stand-in) its scheme, host
+  and port are used instead. ``auto`` is virtual-hosted on AWS when the bucket is a DNS
+  label without dots (dots break the wildcard TLS certificate), path style otherwise and
+  always with a custom endpoint (which is often an IP address).
+- ``parse_error(body) -> (code, message)`` reads ``<Error><Code>..</Code><Message>..</Message>``
+  with bounded string search (MicroPython has no xml module).
+"""
+
+from edgecore import sigv4
+
+MAX_URL = 1024
+MAX_ERROR_BODY = 16384
+_LOWER = "abcdefghijklmnopqrstuvwxyz"
+_DIGITS = "0123456789"
+
+
+def parse(url):
+    """``s3://bucket/key`` -> (bucket, key). Raises ValueError naming the expected form."""
+    if not isinstance(url, str) or not url.startswith("s3://"):
+        raise ValueError(
+            "S3Url: expected s3://bucket/key, got %r"
+            % (url if isinstance(url, str) and len(url) <= 80 else type(url).__name__,)
+        )
+    if len(url) > MAX_URL:
+        raise ValueError("S3Url: longer than %d characters" % MAX_URL)
+    rest = url[5:]
+    i = rest.find("/")
+    bucket = rest if i < 0 else rest[:i]
+    key = "" if i < 0 else rest[i + 1 :]
+    if not bucket:
+        raise ValueError("S3Url: expected s3://bucket/key, the bucket is empty in %r" % (url,))
+    if not key:
+        raise ValueError("S3Url: expected s3://bucket/key, the object key is empty in %r" % (url,))
+    for c in bucket:
+        if ord(c) < 33 or ord(c) > 126 or c in "?#%\\":
+            raise ValueError(
+                "S3Url: bucket %r has a character not allowed in a bucket name" % (bucket,)
+            )
+    for c in key:
+        if ord(c) < 32 or ord(c) == 127:
+            raise ValueError("S3Url: the object key has a control character")
+    return bucket, key
+
+
+def dns_compatible(bucket):
+    """True for bucket names usable as one DNS label (3-63 of a-z 0-9 -, no dots)."""
+    if not 3 <= len(bucket) <= 63:
+        return False
+    for c in bucket:
+        if c not in _LOWER and c not in _DIGITS and c != "-":
+            return False
+    return bucket[0] != "-" and bucket[-1] != "-"
+
+
+def _split_endpoint(endpoint_url):
+    if not isinstance(endpoint_url, str) or "://" not in endpoint_url:
+        raise ValueError(
+            "s3_endpoint_url: expected http(s)://host[:port], got %r" % (endpoint_url,)
+        )
+    scheme, rest = endpoint_url.split("://", 1)
+    if scheme not in ("http", "https"):
+        raise ValueError("s3_endpoint_url: expected an http or https URL, got %r" % (endpoint_url,))
+    rest = rest.rstrip("/")
+    i = rest.find("/")
+    base = ""
+    if i >= 0:
+        base = rest[i:]
+        rest = rest[:i]
+    if not rest or "?" in rest or "#" in rest or "@" in rest:
+        raise ValueError(
+            "s3_endpoint_url: expected http(s)://host[:port], got %r" % (endpoint_url,)
+        )
+    return scheme, rest, base
+
+
+def object_url(bucket, key, region, endpoint_url=None, style="auto"):
+    """The URL of an object, key percent-encoded (``sigv4.quote``, ``/`` kept)."""
+    if style not in ("auto", "path", "virtual"):
+        raise ValueError("s3_addressing_style: expected auto, path or virtual, got %r" % (style,))
+    path = "/" + sigv4.quote(key, "/~")
+    if endpoint_url:
+        scheme, host, base = _split_endpoint(endpoint_url)
+        if style == "virtual":
+            if not dns_compatible(bucket):
+                raise ValueError(
+                    "S3Url: bucket %r cannot be addressed virtual-hosted style" % (bucket,)
+                )
+            return "%s://%s.%s%s%s" % (scheme, bucket, host, base, path)
+        return "%s://%s%s/%s%s" % (scheme, host, base, sigv4.quote(bucket, ""), path)
+    if not region:
+        raise ValueError("region: required to build an S3 URL without s3_endpoint_url")
+    host = "s3.%s.amazonaws.com" % region
+    if style == "virtual" or (style == "auto" and dns_compatible(bucket)):
+        if not dns_compatible(bucket):
+            raise ValueError(
+                "S3Url: bucket %r cannot be addressed virtual-hosted style" % (bucket,)
+            )
+        return "https://%s.%s%s" % (bucket, host, path)
+    return "https://%s/%s%s" % (host, sigv4.quote(bucket, ""), path)
+
+
+def _between(text, start_tag, end_tag, limit):
+    i = text.find(start_tag, 0, limit)
+    if i < 0:
+        return None
+    i += len(start_tag)
+    j = text.find(end_tag, i, limit)
+    if j < 0:
+        return None
+    return text[i:j]
+
+
+def _unescape(s):
+    if "&" not in s:
+        return s
+    for ent, ch in (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&apos;", "'"), ("&amp;", "&")):
+        s = s.replace(ent, ch)
+    return s
+
+
+def parse_error(body):
+    """(code, message) from an S3 XML error body; (None, None) when it has none.
+
+    Only the first MAX_ERROR_BODY bytes are looked at; the message is cut to 500 chars.
+    """
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        body = bytes(body[:MAX_ERROR_BODY]).decode("utf-8", "replace")
+    elif not isinstance(body, str):
+        return None, None
+    body = body[:MAX_ERROR_BODY]
+    limit = len(body)
+    i = body.find("<Error>")
+    if i < 0:
+        return None, None
+    body = body[i:]
+    limit = len(body)
+    code = _between(body, "<Code>", "</Code>", limit)
+    message = _between(body, "<Message>", "</Message>", limit)
+    if code is not None:
+        code = _unescape(code.strip())[:100]
+    if message is not None:
+        message = _unescape(message.strip())[:500]
+    return code, message

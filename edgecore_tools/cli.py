@@ -1,0 +1,331 @@
+"""The ``edgecore`` command: run the device agent, show its status (CPython only).
+
+    edgecore run --config FILE [--once]
+    edgecore status --config FILE [--json]
+
+``run`` polls GetDeployments, applies deployments (download, verify, activate), and
+sends heartbeats every ``heartbeat_interval`` seconds until SIGTERM/SIGINT; with
+``--once`` it does one full cycle and exits 0 when the poll and the heartbeat succeeded
+(a deployment that FAILed and was reported still counts), 1 otherwise, 2 on a bad
+config. ``status`` reads the saved state only (no network).
+
+Logs: one JSON object per line on stderr, ``{"ts", "level", "event", ...}``. Values
+under secret-looking keys, the configured secret key / session token, and
+Authorization / Signature / security-token fragments are replaced by ``<redacted>``.
+When stderr is a terminal, downloads show a progress line.
+"""
+
+import argparse
+import json
+import os
+import re
+import signal
+import sys
+import threading
+import time
+
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+_SECRET_KEY = re.compile(
+    r"(secret|token|password|passwd|authorization|signature|credential|"
+    r"private)",
+    re.IGNORECASE,
+)
+_SECRET_TEXT = [
+    (
+        re.compile(r"(Authorization[\"']?\s*[:=]\s*[\"']?)[^\"',}\n]+", re.IGNORECASE),
+        r"\1<redacted>",
+    ),
+    (re.compile(r"(Signature=)[0-9a-fA-F]+"), r"\1<redacted>"),
+    (
+        re.compile(r"(X-Amz-Security-Token[\"']?\s*[:=]\s*[\"']?)[^\"'&,}\s]+", re.IGNORECASE),
+        r"\1<redacted>",
+    ),
+    (re.compile(r"(aws_secret_access_key\s*[:=]\s*)\S+", re.IGNORECASE), r"\1<redacted>"),
+]
+
+
+class JsonLogger:
+    """``log(level, event, **fields)`` writing one JSON object per line, secrets redacted."""
+
+    def __init__(self, stream=None, level="info", secrets=(), clock=time.time):
+        self.stream = stream or sys.stderr
+        self.min_level = LEVELS.get(level, 20)
+        self.secrets = [s for s in secrets if s and len(s) >= 4]
+        self.clock = clock
+        self.progress = None  # a Progress that owns the current terminal line
+        self._lock = threading.Lock()
+
+    def redact(self, value, key=""):
+        if isinstance(value, dict):
+            return {k: self.redact(v, k) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.redact(v, key) for v in value]
+        if key and _SECRET_KEY.search(key) and value is not None:
+            return "<redacted>"
+        if isinstance(value, str):
+            for secret in self.secrets:
+                value = value.replace(secret, "<redacted>")
+            for pattern, repl in _SECRET_TEXT:
+                value = pattern.sub(repl, value)
+        return value
+
+    def __call__(self, level, event, **fields):
+        if LEVELS.get(level, 20) < self.min_level:
+            return
+        ts = self.clock()
+        record = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts))
+            + ".%03dZ" % int((ts % 1) * 1000),
+            "level": level,
+            "event": event,
+        }
+        for k, v in fields.items():
+            record[k] = self.redact(v, k)
+        line = json.dumps(record, default=str, ensure_ascii=False)
+        with self._lock:
+            if self.progress is not None:
+                self.progress.clear()
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+
+class Progress:
+    """A one-line download progress display on a terminal (redrawn at most 10x/s)."""
+
+    def __init__(self, stream, clock=time.monotonic):
+        self.stream = stream
+        self.clock = clock
+        self.shown = False
+        self.last = None
+
+    def __call__(self, handle, done, total):
+        now = self.clock()
+        finished = total is not None and done >= total
+        if not finished and self.last is not None and now - self.last < 0.1:
+            return
+        self.last = now
+        mib = done / 1048576.0
+        if total:
+            text = "%s: %5.1f%% %.1f/%.1f MiB" % (
+                handle,
+                100.0 * done / total,
+                mib,
+                total / 1048576.0,
+            )
+        else:
+            text = "%s: %.1f MiB" % (handle, mib)
+        self.stream.write("\r\x1b[K" + text)
+        self.shown = True
+        if finished:
+            self.stream.write("\n")
+            self.shown = False
+        self.stream.flush()
+
+    def clear(self):
+        if self.shown:
+            self.stream.write("\r\x1b[K")
+            self.shown = False
+
+
+def _fail(message, code=1):
+    sys.stderr.write("edgecore: error: %s\n" % (message,))
+    return code
+
+
+def _known_secrets(config):
+    creds = config.get("credentials")
+    out = []
+    if isinstance(creds, dict):
+        out = [creds.get("secret_access_key"), creds.get("session_token")]
+    out += [os.environ.get("AWS_SECRET_ACCESS_KEY"), os.environ.get("AWS_SESSION_TOKEN")]
+    return [s for s in out if isinstance(s, str)]
+
+
+def cmd_run(args):
+    from edgecore.agentstate import StateError
+    from edgecore.errors import EdgecoreError
+    from edgecore_ports.runner import ConfigError, Runner, read_config_file
+
+    try:
+        config = read_config_file(args.config)
+    except ConfigError as exc:
+        return _fail(exc, 2)
+    log = JsonLogger(level=args.log_level, secrets=_known_secrets(config))
+    progress = None
+    if sys.stderr.isatty() and not args.no_progress:
+        progress = Progress(sys.stderr)
+        log.progress = progress
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        log("info", "agent.stopping", signal=signum)
+        stop.set()
+
+    try:
+        runner = Runner(config, log=log, progress=progress, sleep=stop.wait)
+        runner.start()
+    except StateError as exc:
+        return _fail(
+            "%s (state file %s; move it away to start from scratch)"
+            % (exc, os.path.join(config["state_dir"], "state.json"))
+        )
+    except (EdgecoreError, OSError, ValueError) as exc:
+        return _fail("cannot start: %s" % (log.redact(str(exc)),))
+    log(
+        "info",
+        "agent.started",
+        device=config["device_name"],
+        fleet=config["fleet_name"],
+        model_dir=config["model_dir"],
+        once=bool(args.once),
+    )
+    if args.once:
+        report = runner.cycle()
+        if not report["ok"]:
+            # One line: the first line of each error (AWS appends canonical strings).
+            return _fail(
+                log.redact("; ".join(e.strip().split("\n")[0].strip() for e in report["errors"]))
+            )
+        log("info", "agent.cycle_ok", results=len(report["results"]))
+        return 0
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        runner.run_forever(stop=stop.is_set)
+    except StateError as exc:
+        return _fail(exc)
+    log("info", "agent.stopped")
+    return 0
+
+
+def _when(epoch):
+    if epoch is None:
+        return "never"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
+
+
+def status_summary(state):
+    """The parts of a state `edgecore status` shows, as a JSON-able dict."""
+    active = []
+    for handle in sorted(state["active"]):
+        e = state["active"][handle]
+        active.append(
+            {
+                "handle": handle,
+                "name": e["name"],
+                "version": e["version"],
+                "sha1": e["sha1"],
+                "path": e.get("path"),
+                "deployment": e.get("deployment"),
+                "activated": e.get("activated"),
+            }
+        )
+    inflight = state.get("inflight")
+    return {
+        "active_models": active,
+        "in_flight": inflight["name"] if inflight else None,
+        "queued": [q["name"] for q in state.get("queue", [])],
+        "pending_results": [p["DeploymentName"] for p in state["pending"]],
+        "last_result": state.get("last_result"),
+        "last_heartbeat": state.get("last_heartbeat"),
+        "heartbeat_failures": state.get("heartbeat_failures", 0),
+    }
+
+
+def cmd_status(args):
+    from edgecore import agentstate
+    from edgecore_ports.runner import STATE_FILE, ConfigError, read_config_file
+
+    try:
+        config = read_config_file(args.config)
+    except ConfigError as exc:
+        return _fail(exc, 2)
+    path = os.path.join(config["state_dir"], STATE_FILE)
+    try:
+        with open(path, "rb") as f:
+            state = agentstate.loads(f.read())
+    except FileNotFoundError:
+        state = agentstate.new_state()
+    except OSError as exc:
+        return _fail("cannot read %s: %s" % (path, exc.strerror))
+    except agentstate.StateError as exc:
+        return _fail(exc)
+    summary = status_summary(state)
+    summary["device"] = config["device_name"]
+    summary["fleet"] = config["fleet_name"]
+    if args.json:
+        print(json.dumps(summary, indent=2, sort_keys=True))
+        return 0
+    out = ["device %s (fleet %s)" % (config["device_name"], config["fleet_name"])]
+    if summary["active_models"]:
+        out.append("active models:")
+        for m in summary["active_models"]:
+            out.append(
+                "  %-20s %s %s  sha1 %s  since %s"
+                % (m["handle"], m["name"], m["version"], m["sha1"][:12], _when(m["activated"]))
+            )
+    else:
+        out.append("active models: none")
+    if summary["in_flight"]:
+        out.append("deployment in flight: %s" % summary["in_flight"])
+    res = summary["last_result"]
+    if res:
+        out.append(
+            "last deployment: %s %s at %s: %s"
+            % (
+                res["DeploymentName"],
+                res["DeploymentStatus"],
+                _when(res["DeploymentEndTime"]),
+                res["DeploymentStatusMessage"],
+            )
+        )
+        for m in res["DeploymentModels"]:
+            line = "  %s %s -> %s: %s" % (
+                m.get("ModelHandle", "?"),
+                m.get("DesiredState", "?"),
+                m["Status"],
+                m["StatusReason"],
+            )
+            if m.get("RollbackFailureReason"):
+                line += " (rollback failed: %s)" % m["RollbackFailureReason"]
+            out.append(line)
+    else:
+        out.append("last deployment: none")
+    if summary["pending_results"]:
+        out.append("results waiting for a heartbeat: %s" % ", ".join(summary["pending_results"]))
+    hb = "last heartbeat: %s" % _when(summary["last_heartbeat"])
+    if summary["heartbeat_failures"]:
+        hb += " (%d failed since)" % summary["heartbeat_failures"]
+    out.append(hb)
+    print("\n".join(out))
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="edgecore", description="SageMaker Edge Manager device agent (edgecore)."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    run = sub.add_parser("run", help="run the agent (poll, deploy, heartbeat)")
+    run.add_argument("--config", required=True, help="agent config file (JSON)")
+    run.add_argument("--once", action="store_true", help="one full cycle, then exit")
+    run.add_argument("--log-level", default="info", choices=sorted(LEVELS))
+    run.add_argument(
+        "--no-progress", action="store_true", help="no download progress line, even on a terminal"
+    )
+    run.set_defaults(func=cmd_run)
+    status = sub.add_parser("status", help="show active models, last result, last heartbeat")
+    status.add_argument("--config", required=True, help="agent config file (JSON)")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,499 @@
+"""A local stand-in for the AWS IoT credentials provider, and a tiny PKI (CPython only).
+
+``IotCredentialsEndpoint`` serves ``GET /role-aliases/<alias>/credentials`` over HTTPS
+with mutual TLS on 127.0.0.1:<free port>, as the AWS IoT credentials provider does
+(``AssumeRoleWithCertificate``):
+
+- the TLS handshake requires a client certificate issued by the endpoint's CA; any
+  other certificate (or none) fails the handshake, as an unregistered certificate does
+  at AWS (recorded in ``handshake_failures``);
+- the certificate must be *attached* to the thing named by the ``x-amzn-iot-thingname``
+  header (``attach``/``provision``), else 403; an unknown role alias is 404;
+- the thing maps to an Edge Manager device of the LocalCloud; the answer is a fresh
+  temporary key of that cloud (an STS session from moto's IAM when the cloud has an S3
+  stand-in, so the same key signs both APIs), valid ``duration`` seconds by the cloud's
+  clock (``cloud.server.clock``: a shifted or fake cloud clock is followed), returned as
+  ``{"credentials": {"accessKeyId", "secretAccessKey", "sessionToken", "expiration"}}``.
+
+The edge endpoint enforces the expiry (ExpiredTokenException); moto's S3 checks the
+session token but not its expiry. ``expire(access_key_id)`` ends a key now (the cloud
+revoking it early), to drive a device into the ExpiredToken -> refresh path.
+
+``Pki`` writes a CA, a server certificate (127.0.0.1 / localhost) and device
+certificates (EC P-256, ``cryptography``) into a directory; ``make_key``/``make_cert``/
+``write_pem`` are the building blocks, usable by tests that need odd certificates.
+Error bodies are ``{"message": ...}`` with the code in ``x-amzn-ErrorType``; the exact
+wording AWS uses is not documented, so the messages here are descriptive stand-ins.
+"""
+
+import datetime
+import hashlib
+import ipaddress
+import json
+import logging
+import os
+import re
+import socket
+import ssl
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from . import admin
+
+log = logging.getLogger("edgecore_tools.localcloud.iot")
+
+DEFAULT_ROLE_ALIAS = "edgecore-device-role-alias"
+DEFAULT_DURATION = 3600  # AWS's default credentialDurationSeconds
+HANDSHAKE_TIMEOUT = 10
+_ALIAS = re.compile(r"[\w=,@-]{1,128}")  # CreateRoleAlias's roleAlias pattern
+_THING = re.compile(r"[a-zA-Z0-9:_-]{1,128}")  # CreateThing's thingName pattern
+_PATH = re.compile(r"/role-aliases/([^/?]+)/credentials")
+
+
+# --------------------------------------------------------------------------- PKI
+
+
+def make_key():
+    """A new EC P-256 private key (fast to make, accepted by OpenSSL everywhere)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def make_cert(common_name, key, issuer_cert=None, issuer_key=None, ca=False, hosts=(),
+              client=False, days=30):
+    """An X.509 certificate for `key`, self-signed unless `issuer_cert`/`issuer_key`.
+
+    ca=True: a CA (may sign certificates). hosts: DNS names / IP addresses for the
+    subjectAltName (a server certificate). client=True: extendedKeyUsage clientAuth
+    (a device certificate). Valid from a day ago for `days` days.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer_cert.subject if issuer_cert is not None else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+    )
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
+        )
+    if issuer_key is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), False
+        )
+    if hosts:
+        names = []
+        for host in hosts:
+            try:
+                names.append(x509.IPAddress(ipaddress.ip_address(host)))
+            except ValueError:
+                names.append(x509.DNSName(host))
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+    elif client:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+    return builder.sign(issuer_key if issuer_key is not None else key, hashes.SHA256())
+
+
+def write_pem(path, obj):
+    """Write a certificate or a private key (PKCS#8, unencrypted, mode 0600) as PEM."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    if isinstance(obj, x509.Certificate):
+        data, mode = obj.public_bytes(serialization.Encoding.PEM), 0o644
+    else:
+        data = obj.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        mode = 0o600
+    fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return str(path)
+
+
+def cert_fingerprint(cert_path):
+    """SHA-256 of a PEM certificate's DER bytes (hex), as AWS IoT names certificates."""
+    with open(cert_path, "rb") as f:
+        der = ssl.PEM_cert_to_DER_cert(f.read().decode("ascii"))
+    return hashlib.sha256(der).hexdigest()
+
+
+class Pki:
+    """A CA with a server certificate, in `directory`; issues device certificates.
+
+    Files: ca.pem, ca.key, server.pem, server.key, <thing>.pem/.key per device.
+    Attributes: directory, ca_path, server_cert, server_key.
+    """
+
+    def __init__(self, directory, ca_cert, ca_key):
+        self.directory = str(directory)
+        self._ca_cert = ca_cert
+        self._ca_key = ca_key
+        self.ca_path = os.path.join(self.directory, "ca.pem")
+        self.server_cert = os.path.join(self.directory, "server.pem")
+        self.server_key = os.path.join(self.directory, "server.key")
+
+    @classmethod
+    def create(cls, directory, name="edgecore local CA", hosts=("127.0.0.1", "localhost"),
+               days=30):
+        """Generate the CA and a server certificate for `hosts` into `directory`."""
+        os.makedirs(str(directory), exist_ok=True)
+        ca_key = make_key()
+        ca_cert = make_cert(name, ca_key, ca=True, days=days)
+        pki = cls(directory, ca_cert, ca_key)
+        write_pem(pki.ca_path, ca_cert)
+        write_pem(os.path.join(pki.directory, "ca.key"), ca_key)
+        server_key = make_key()
+        write_pem(pki.server_key, server_key)
+        write_pem(
+            pki.server_cert,
+            make_cert(hosts[0], server_key, ca_cert, ca_key, hosts=hosts, days=days),
+        )
+        return pki
+
+    def device(self, thing_name, days=30):
+        """Issue a client certificate (CN = thing_name); returns (cert_path, key_path)."""
+        if not _THING.fullmatch(thing_name):
+            raise ValueError("thing name %r: expected 1-128 of [a-zA-Z0-9:_-]" % (thing_name,))
+        key = make_key()
+        cert = make_cert(thing_name, key, self._ca_cert, self._ca_key, client=True, days=days)
+        base = os.path.join(self.directory, thing_name.replace(":", "_"))
+        return write_pem(base + ".pem", cert), write_pem(base + ".key", key)
+
+    def server_context(self):
+        """An SSLContext serving the server certificate and requiring a client
+        certificate issued by this CA."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(self.ca_path)
+        context.load_cert_chain(self.server_cert, self.server_key)
+        return context
+
+
+# --------------------------------------------------------------------------- endpoint
+
+
+class _ApiError(Exception):
+    def __init__(self, status, code, message):
+        Exception.__init__(self, "%s: %s" % (code, message))
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def iso8601_z(epoch):
+    """'2024-01-02T03:04:05Z', the form of the IoT credentials' expiration."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch)))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 30  # an idle kept-alive connection does not hold its thread forever
+
+    def version_string(self):
+        return "edgecore-localcloud-iot"
+
+    def log_message(self, fmt, *args):
+        log.debug("%s %s", self.address_string(), fmt % args)
+
+    def do_GET(self):
+        endpoint = self.server.endpoint
+        request_id = str(uuid.uuid4())
+        der = self.connection.getpeercert(binary_form=True)
+        thing = self.headers.get("x-amzn-iot-thingname")
+        entry = {"path": self.path, "thing": thing, "status": None, "access_key_id": None,
+                 "request_id": request_id}
+        try:
+            if self.headers.get("Content-Length") not in (None, "0"):
+                raise _ApiError(400, "InvalidRequestException", "A GET has no body")
+            creds = endpoint.handle(self.path, thing, der)
+            entry["access_key_id"] = creds["accessKeyId"]
+            self._respond(200, {"credentials": creds}, request_id)
+            entry["status"] = 200
+        except _ApiError as e:
+            entry["status"] = e.status
+            self._respond(e.status, {"message": e.message}, request_id,
+                          {"x-amzn-ErrorType": e.code})
+        except Exception:  # an internal failure: answered as AWS would, cause logged
+            log.exception("iot credentials endpoint: internal error")
+            entry["status"] = 500
+            self._respond(500, {"message": "Internal failure"}, request_id,
+                          {"x-amzn-ErrorType": "InternalFailureException"})
+        endpoint.record(entry)
+
+    def do_POST(self):
+        self.close_connection = True  # the body, if any, is left unread
+        self._respond(405, {"message": "Method not allowed"}, str(uuid.uuid4()),
+                      {"x-amzn-ErrorType": "MethodNotAllowedException"})
+
+    do_PUT = do_DELETE = do_PATCH = do_POST
+
+    def _respond(self, status, doc, request_id, extra=None):
+        payload = json.dumps(doc).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("x-amzn-RequestId", request_id)
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+class _TlsServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer whose per-connection thread does the TLS handshake first
+    (so a slow or failing client never blocks accept())."""
+
+    daemon_threads = True
+
+    def __init__(self, endpoint, context, host, port):
+        ThreadingHTTPServer.__init__(self, (host, port), _Handler)
+        self.endpoint = endpoint
+        self.context = context
+
+    def finish_request(self, request, client_address):
+        request.settimeout(HANDSHAKE_TIMEOUT)
+        tls = self.context.wrap_socket(request, server_side=True,
+                                       do_handshake_on_connect=False)
+        try:
+            tls.do_handshake()
+        except (ssl.SSLError, OSError) as exc:
+            self.endpoint.handshake_failed(exc)
+            _drain_and_close(tls)
+            return
+        tls.settimeout(None)
+        try:
+            self.RequestHandlerClass(tls, client_address, self)
+        finally:
+            # socketserver closes `request`, which the SSLSocket detached: close this one.
+            tls.close()
+
+
+def _drain_and_close(tls):
+    """Close a connection whose handshake failed so that the client reads the TLS alert
+    (e.g. "unknown ca"): closing with unread client bytes would reset the connection
+    and the client would only see an EOF. SSLSocket.shutdown drops to the raw socket."""
+    try:
+        tls.shutdown(socket.SHUT_WR)
+        tls.settimeout(1)
+        while tls.recv(4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        tls.close()
+
+
+class IotCredentialsEndpoint:
+    """The local AWS IoT credentials provider for one LocalCloud. See the module docstring.
+
+    Attributes: host, port, url, pki, role_aliases ({alias: duration seconds}),
+    minted ([{access_key_id, thing, device, expiration}], no secrets), requests
+    ([{path, thing, status, access_key_id, request_id}]), handshake_failures
+    ([str]), handshake_event (set on each handshake failure).
+    """
+
+    def __init__(self, cloud, pki, role_alias=DEFAULT_ROLE_ALIAS, duration=DEFAULT_DURATION,
+                 clock=None, s3_keys=True, host="127.0.0.1", port=0):
+        if not _ALIAS.fullmatch(role_alias):
+            raise ValueError("role alias %r: expected 1-128 of [\\w=,@-]" % (role_alias,))
+        self.cloud = cloud
+        self.pki = pki
+        self.role_alias = role_alias
+        self.role_aliases = {role_alias: int(duration)}
+        # The cloud's clock by default, looked up per call so set_clock_offset is followed.
+        self.clock = clock or (lambda: cloud.server.clock())
+        self.s3_keys = s3_keys and getattr(cloud, "s3", None) is not None
+        self.minted = []
+        self.requests = []
+        self.handshake_failures = []
+        self.handshake_event = threading.Event()
+        self._things = {}  # thing name -> {"device": name, "certs": set of fingerprints}
+        self._lock = threading.Lock()
+        self._server = _TlsServer(self, pki.server_context(), host, port)
+        self._thread = None
+
+    @classmethod
+    def start(cls, cloud, directory=None, pki=None, **kwargs):
+        """Start serving (a thread). Without `pki`, a new one is made in `directory`
+        (default <cloud.workdir>/iot-pki). kwargs: see __init__."""
+        if pki is None:
+            pki = Pki.create(directory or os.path.join(cloud.workdir, "iot-pki"))
+        endpoint = cls(cloud, pki, **kwargs)
+        endpoint._thread = threading.Thread(
+            target=endpoint._server.serve_forever, kwargs={"poll_interval": 0.05},
+            name="iot-credentials-endpoint", daemon=True,
+        )
+        endpoint._thread.start()
+        return endpoint
+
+    # ---------------------------------------------------------------- registry
+    @property
+    def host(self):
+        return self._server.server_address[0]
+
+    @property
+    def port(self):
+        return self._server.server_address[1]
+
+    @property
+    def url(self):
+        return "https://%s:%d" % (self.host, self.port)
+
+    def add_role_alias(self, alias, duration=DEFAULT_DURATION):
+        if not _ALIAS.fullmatch(alias):
+            raise ValueError("role alias %r: expected 1-128 of [\\w=,@-]" % (alias,))
+        with self._lock:
+            self.role_aliases[alias] = int(duration)
+
+    def attach(self, thing_name, cert_path, device=None):
+        """Register `thing_name` (mapped to Edge Manager `device`, default the cloud's
+        device) and attach the certificate at `cert_path` to it."""
+        if not _THING.fullmatch(thing_name):
+            raise ValueError("thing name %r: expected 1-128 of [a-zA-Z0-9:_-]" % (thing_name,))
+        fingerprint = cert_fingerprint(cert_path)
+        with self._lock:
+            thing = self._things.setdefault(
+                thing_name, {"device": device or self.cloud.device_name, "certs": set()}
+            )
+            if device is not None:
+                thing["device"] = device
+            thing["certs"].add(fingerprint)
+        return fingerprint
+
+    def detach(self, thing_name, cert_path):
+        """Detach a certificate: it then gets 403 for that thing."""
+        with self._lock:
+            self._things.get(thing_name, {"certs": set()})["certs"].discard(
+                cert_fingerprint(cert_path)
+            )
+
+    def provision(self, thing_name, device=None):
+        """Issue a device certificate for `thing_name` from the PKI and attach it;
+        returns (cert_path, key_path)."""
+        cert, key = self.pki.device(thing_name)
+        self.attach(thing_name, cert, device)
+        return cert, key
+
+    def iot_config(self, thing_name, cert, key, **extra):
+        """The agent config's "iot" member for this endpoint."""
+        conf = {
+            "endpoint": self.host,
+            "port": self.port,
+            "role_alias": self.role_alias,
+            "thing_name": thing_name,
+            "cert": str(cert),
+            "key": str(key),
+            "ca": self.pki.ca_path,
+        }
+        conf.update(extra)
+        return conf
+
+    def agent_config(self, model_dir, state_dir, thing_name, cert, key, iot_extra=None,
+                     **extra):
+        """cloud.agent_config(...) with credentials from this endpoint instead of a key."""
+        config = self.cloud.agent_config(model_dir, state_dir, **extra)
+        del config["credentials"]
+        config["iot"] = self.iot_config(thing_name, cert, key, **(iot_extra or {}))
+        return config
+
+    def expire(self, access_key_id):
+        """End a minted key now (by the cloud's clock): the edge endpoint then answers
+        ExpiredTokenException although the device still believes it valid."""
+        db = self.cloud.db
+        record = db.lookup_key(access_key_id)
+        if record is None:
+            raise KeyError("no such access key: %s" % access_key_id)
+        db.add_key(record.access_key, record.secret_key, record.session_token,
+                   self.clock(), record.device)
+
+    # ---------------------------------------------------------------- serving
+    def handle(self, path, thing_name, peer_der):
+        """Authorize one request and mint its credentials (the wire dict); raises
+        _ApiError with AWS's statuses."""
+        match = _PATH.fullmatch(path)
+        if match is None:
+            raise _ApiError(404, "ResourceNotFoundException", "No such resource: %s"
+                            % path.partition("?")[0][:200])
+        from urllib.parse import unquote
+
+        alias = unquote(match.group(1))
+        if peer_der is None:  # CERT_REQUIRED makes this unreachable; kept as a guard
+            raise _ApiError(401, "UnauthorizedException", "No client certificate")
+        fingerprint = hashlib.sha256(peer_der).hexdigest()
+        with self._lock:
+            duration = self.role_aliases.get(alias)
+            if duration is None:
+                raise _ApiError(404, "ResourceNotFoundException", "Role alias does not exist")
+            if thing_name is None:
+                # Without the header AWS cannot check an attachment: only a certificate
+                # attached to exactly one thing is usable.
+                owners = [n for n, t in self._things.items() if fingerprint in t["certs"]]
+                thing_name = owners[0] if len(owners) == 1 else None
+            thing = self._things.get(thing_name) if thing_name else None
+            if thing is None or fingerprint not in thing["certs"]:
+                raise _ApiError(403, "ForbiddenException",
+                                "Access Denied: the certificate is not attached to the thing")
+            device = thing["device"]
+        expiration = int(self.clock()) + duration
+        key = admin.create_key(
+            self.cloud.db, self.cloud.s3 if self.s3_keys else None, device=device,
+            temporary=True,
+            # create_key dates the expiry by the wall clock: convert from the cloud clock.
+            expires_in=expiration - time.time(),
+        )
+        with self._lock:
+            self.minted.append({"access_key_id": key["access_key_id"], "thing": thing_name,
+                                "device": device, "expiration": expiration})
+        return {
+            "accessKeyId": key["access_key_id"],
+            "secretAccessKey": key["secret_access_key"],
+            "sessionToken": key["session_token"],
+            "expiration": iso8601_z(expiration),
+        }
+
+    def record(self, entry):
+        with self._lock:
+            self.requests.append(entry)
+
+    def handshake_failed(self, exc):
+        # The ssl reason (e.g. CERTIFICATE_VERIFY_FAILED) only: no key material in it.
+        with self._lock:
+            self.handshake_failures.append("%s: %s" % (type(exc).__name__, exc))
+        self.handshake_event.set()
+        log.info("iot credentials endpoint: TLS handshake failed: %s", exc)
+
+    # ---------------------------------------------------------------- lifecycle
+    def stop(self):
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
