@@ -18,9 +18,9 @@ Metrics (Dimension / MetricName, unit):
 import errno
 import logging
 import os
-import subprocess
-import tempfile
 
+# subprocess and tempfile (with shutil and random behind it) are imported where used:
+# an idle cycle runs no command on generic Linux and rewrites no unchanged state.
 from edgecore_ports import dimension_part, disk_metrics, edge_metric
 
 log = logging.getLogger("edgecore")
@@ -47,6 +47,8 @@ def atomic_write(path, data, mode=0o600):
     """Replace ``path`` with ``data`` (bytes, or str as UTF-8) so that a crash at any
     point leaves either the old or the new content: temp file in the same directory,
     write, flush, fsync, rename over, fsync the directory."""
+    import tempfile
+
     if isinstance(data, str):
         data = data.encode("utf-8")
     directory = os.path.dirname(os.path.abspath(path))
@@ -83,6 +85,8 @@ def free_space(path):
 
 def run_command(argv, timeout=2):
     """stdout of ``argv`` as text, or None when the tool is absent, fails or hangs."""
+    import subprocess
+
     try:
         proc = subprocess.run(
             argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=timeout, check=False

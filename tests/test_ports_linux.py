@@ -231,3 +231,19 @@ def test_run_command():
     assert linux.run_command([sys.executable, "-c", "raise SystemExit(3)"]) is None
     code = "import time; time.sleep(30)"
     assert linux.run_command([sys.executable, "-c", code], timeout=0.5) is None
+
+
+def test_import_does_not_load_subprocess_or_tempfile():
+    """An idle cycle needs neither: they are imported inside run_command / atomic_write.
+    Only what importing linux adds over its package is checked (others may load them)."""
+    import subprocess
+
+    code = (
+        "import sys, edgecore_ports; before = set(sys.modules); "
+        "import edgecore_ports.linux; print(' '.join(sorted(set(sys.modules) - before)))"
+    )
+    added = subprocess.run(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, check=True
+    ).stdout.decode().split()
+    assert "edgecore_ports.linux" in added
+    assert "subprocess" not in added and "tempfile" not in added, added

@@ -19,12 +19,14 @@ class FakeSocket:
         self.pos = 0
         self.step = step
         self.written = b""
+        self.writes = []  # the length of each write call
         self.closed = False
         self.fail_read = fail_read
         self.timeouts = []
 
     def write(self, data):
         self.written += bytes(data)
+        self.writes.append(len(data))
         return len(data)
 
     def readinto(self, buf):
@@ -112,6 +114,145 @@ def test_post_request_bytes_with_given_host_and_keep_alive():
     )
     assert conn.calls == [("127.0.0.1", 8080, False, 7)]
     assert not sock.closed  # kept for reuse
+
+
+def test_small_body_leaves_in_the_same_write_as_the_head():
+    """Head and body in two small writes stall ~40 ms on a kept-alive socket (Nagle +
+    delayed ACK): a body up to SEND_WHOLE bytes goes out in the head's write."""
+    for size in (1, 1024, mp.SEND_WHOLE):
+        sock = FakeSocket(OK_5 + OK_5)
+        t, _ = transport_for(sock, keep_alive=True)
+        body = bytes(range(256)) * (size // 256) + b"b" * (size % 256)
+        t.transport("POST", "http://h/SendHeartbeat", {}, body)
+        head = sock.written[: len(sock.written) - size]
+        assert head.endswith(b"Content-Length: %d\r\nConnection: keep-alive\r\n\r\n" % size)
+        assert sock.written == head + body
+        assert sock.writes == [len(head) + size], (size, sock.writes)
+        t.transport("POST", "http://h/SendHeartbeat", {}, bytearray(body))  # reused socket
+        assert sock.writes == [len(head) + size] * 2
+        assert sock.written == (head + body) * 2
+    sock = FakeSocket(OK_5)
+    transport_for(sock)[0].transport("GET", "http://h/", {})
+    assert len(sock.writes) == 1  # no body: the head alone, no empty write
+
+
+def test_large_body_streams_after_the_head_in_bounded_writes():
+    size = 2 * mp.SEND_WHOLE + 5
+    body = memoryview(bytes(range(251)) * (size // 251) + b"t" * (size % 251))
+    sock = FakeSocket(OK_5)
+    t, _ = transport_for(sock)
+    t.transport("PUT", "http://h/blob", {}, body)
+    head = mp.build_request("PUT", "/blob", "h", {}, size, False)
+    assert sock.written == head + bytes(body)
+    assert sock.writes == [len(head), mp.SEND_WHOLE, mp.SEND_WHOLE, 5]
+
+
+class PartialSocket(FakeSocket):
+    """Accepts at most ``cap`` bytes per write, as a MicroPython socket may."""
+
+    def __init__(self, script, cap):
+        FakeSocket.__init__(self, script)
+        self.cap = cap
+
+    def write(self, data):
+        return FakeSocket.write(self, data[: self.cap])
+
+
+def test_partial_writes_still_send_every_byte_once():
+    for size in (10, mp.SEND_WHOLE + 1):
+        body = b"p" * (size - 1) + b"!"
+        sock = PartialSocket(OK_5, 1000)
+        t, _ = transport_for(sock)
+        t.transport("POST", "http://h/x", {}, body)
+        assert sock.written == mp.build_request("POST", "/x", "h", {}, size, False) + body
+        assert max(sock.writes) <= 1000
+
+
+class SockOpts:
+    def __init__(self, refuse=False):
+        self.opts = []
+        self.refuse = refuse
+
+    def setsockopt(self, level, option, value):
+        if self.refuse:
+            raise OSError(95, "EOPNOTSUPP")
+        self.opts.append((level, option, value))
+
+
+class SocketModule:
+    """A stand-in for a socket module; only the given constants exist."""
+
+    def __init__(self, **constants):
+        for name in constants:
+            setattr(self, name, constants[name])
+
+
+def test_no_delay_set_where_the_socket_module_has_it():
+    sock = SockOpts()
+    mp._no_delay(SocketModule(IPPROTO_TCP=6, TCP_NODELAY=1), sock)
+    assert sock.opts == [(6, 1, 1)]
+    for module in (SocketModule(), SocketModule(IPPROTO_TCP=6), SocketModule(TCP_NODELAY=1)):
+        sock = SockOpts()
+        mp._no_delay(module, sock)  # MicroPython ports without the constants: skipped
+        assert sock.opts == []
+    mp._no_delay(SocketModule(IPPROTO_TCP=6, TCP_NODELAY=1), SockOpts(refuse=True))
+    mp._no_delay(SocketModule(IPPROTO_TCP=6, TCP_NODELAY=1), object())
+
+
+def _local_http_server(bodies):
+    """A keep-alive http.server on 127.0.0.1 (CPython) recording request bodies; None
+    where there is no socket / http.server (the WebAssembly MicroPython port)."""
+    try:
+        import http.server
+        import threading
+    except ImportError:
+        return None
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_real_socket_sets_tcp_nodelay_and_keeps_alive():
+    bodies = []
+    server = _local_http_server(bodies)
+    if server is None:
+        print("skipped: no socket / http.server here")
+        return
+    import socket
+
+    try:
+        t = mp.make_transport(keep_alive=True)
+        streams = []
+        real_connect = t._connect
+
+        def connect(*args):
+            streams.append(real_connect(*args))
+            return streams[-1]
+
+        t._connect = connect
+        url = "http://127.0.0.1:%d/SendHeartbeat" % server.server_address[1]
+        for body in (b"x" * 1024, b"y" * (mp.SEND_WHOLE + 100), b"{}"):
+            assert t.transport("POST", url, {"Content-Type": "application/json"}, body) == (
+                200, {"content-length": "2"}, b"ok")
+        assert bodies == [b"x" * 1024, b"y" * (mp.SEND_WHOLE + 100), b"{}"]
+        assert len(streams) == 1  # one kept-alive connection for all three
+        raw = streams[0].sock
+        assert raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        t.close()
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_post_empty_body_sends_content_length_zero():
