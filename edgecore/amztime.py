@@ -152,8 +152,14 @@ def parse_http_date(s):
     func, field = "parse_http_date", "Date"
     if not isinstance(s, str):
         raise ValueError("%s: %s: expected str, got %s" % (func, field, type(s).__name__))
-    text = s.strip()
-    parts = text.split()
+    # Only SP separates the fields (HTAB around the value is optional whitespace). No
+    # str.strip()/split() without arguments: what they count as whitespace differs between
+    # CPython (Unicode) and MicroPython (ASCII), so the same text could parse on one only.
+    text = s.strip(" \t")
+    for c in text:
+        if c < " " or c > "~":
+            _fail(func, field, _HTTP_FORMS, s)
+    parts = [p for p in text.split(" ") if p]
     comma = text.find(",")
     if comma > 0:
         wday = text[:comma]
@@ -202,7 +208,7 @@ def parse_iso8601(s):
     func, field = "parse_iso8601", "timestamp"
     if not isinstance(s, str):
         raise ValueError("%s: %s: expected str, got %s" % (func, field, type(s).__name__))
-    text = s.strip()
+    text = s.strip(" \t\r\n")  # explicit: bare strip() differs between runtimes
     if len(text) < 20 or text[4] != "-" or text[7] != "-" or text[10] not in "Tt ":
         _fail(func, field, _ISO_FORM, s)
     y = _num(func, field, _ISO_FORM, s, 1, 9999, text[0:4])

@@ -19,7 +19,7 @@ pattern is lower-case; tools often print upper-case). No I/O here: callers pass
 the file objects.
 """
 
-from edgecore.errors import ChecksumMismatch, ParamValidationError, StreamTooLong
+from edgecore.errors import ChecksumMismatch, ParamValidationError, StreamTooLong, short_repr
 from edgecore.shapes import check_checksum
 
 SUPPORTED_TYPES = ("SHA1",)
@@ -54,13 +54,8 @@ def new_hasher(checksum_type, operation="new_hasher"):
             return Sha1()
     raise ParamValidationError(
         operation, "Checksum.Type", "enum",
-        "expected one of %s, got %s" % (", ".join(SUPPORTED_TYPES), _shorten(checksum_type)),
+        "expected one of %s, got %s" % (", ".join(SUPPORTED_TYPES), short_repr(checksum_type)),
     )
-
-
-def _shorten(value):
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def check_expected(checksum_type, expected_hex, operation="check_expected"):
@@ -80,13 +75,14 @@ def check_expected(checksum_type, expected_hex, operation="check_expected"):
         raise ParamValidationError(
             operation, "Checksum.Sum", "pattern",
             "expected 1..63 chars matching ^[a-z0-9](-*[a-z0-9])*$, got %s"
-            % _shorten(expected_hex),
+            % short_repr(expected_hex),
         )
     want = _HEX_LENGTH[checksum_type]
     if len(s) != want or not all(ch in "0123456789abcdef" for ch in s):
         raise ParamValidationError(
             operation, "Checksum.Sum", "pattern",
-            "expected %d hex digits for %s, got %s" % (want, checksum_type, _shorten(expected_hex)),
+            "expected %d hex digits for %s, got %s"
+            % (want, checksum_type, short_repr(expected_hex)),
         )
     return s
 
@@ -126,6 +122,10 @@ class Verifier:
         ``buffer`` if given -- its length is then the chunk size -- else
         ``memoryview(bytearray(chunk_size))``), or with ``read(n)``, or a callable
         ``read(n)``. EOF is ``0`` from readinto or an empty result from read.
+
+        Raises ``ValueError`` (naming the operation) when ``readinto`` returns None
+        (a non-blocking stream), a negative count or more than the buffer's length,
+        or ``read`` returns None.
         """
         start = self.bytes_seen
         update = self.update
@@ -146,9 +146,11 @@ class Verifier:
                             " expected a blocking stream" % self.operation
                         )
                     break
-                if n > size:
+                if n < 0 or n > size:
+                    # A negative count would slice from the end (hashing the wrong bytes);
+                    # more than the buffer is a broken source. Either way: refuse.
                     raise ValueError(
-                        "%s: source.readinto returned %d for a %d-byte buffer"
+                        "%s: source.readinto returned %d; expected 0..%d (the buffer size)"
                         % (self.operation, n, size)
                     )
                 update(buf[:n] if n < size else buf)

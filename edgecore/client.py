@@ -19,13 +19,34 @@ def _is_dns_label(text):
     return all("a" <= c <= "z" or "A" <= c <= "Z" or "0" <= c <= "9" or c == "-" for c in text)
 
 
+def _default_max_body():
+    import sys
+
+    # A microcontroller's heap holds the whole response body (and its parse): keep the
+    # bound small there. Device API responses are a few KiB.
+    return 64 * 1024 if sys.implementation.name == "micropython" else 1024 * 1024
+
+
+DEFAULT_MAX_BODY = _default_max_body()
+
+
 def _check_endpoint(url):
+    if isinstance(url, str) and "@" in url.split("/", 3)[2 if "://" in url else 0]:
+        # Checked first and never echoed: user:password@ would leak into messages and logs.
+        raise ValueError("Client: endpoint_url must not carry userinfo (user:password@host)")
     if not isinstance(url, str) or not (url.startswith("https://") or url.startswith("http://")):
-        raise ValueError("Client: endpoint_url must be an http(s):// URL, got %r" % (url,))
+        raise ValueError("Client: endpoint_url must be an http(s):// URL, got %s"
+                         % (repr(url[:80]) if isinstance(url, str) else type(url).__name__))
     rest = url.split("://", 1)[1]
     if not rest or rest[0] == "/" or "?" in rest or "#" in rest:
         raise ValueError("Client: endpoint_url needs a host, no query or fragment; got %r" % (url,))
     return url.rstrip("/")
+
+
+def _describe(value):
+    if isinstance(value, tuple):
+        return "a tuple of %d items" % len(value)
+    return "a %s" % type(value).__name__
 
 
 class Client:
@@ -33,11 +54,16 @@ class Client:
 
     ``credentials`` is an ``edgecore.Credentials`` or a provider with ``get(now)`` returning
     one (so refreshed credentials are picked up per call). ``transport`` is
-    ``callable(method, url, headers, body) -> (status, headers, body)`` and ``clock`` is
-    ``callable() -> epoch seconds``; both default to the platform port.
+    ``callable(method, url, headers, body) -> (status, headers, body)`` (an int, a
+    mapping, bytes: a result that is not such a 3-tuple is a ``TransportError``, items of
+    the wrong type a ``ResponseParseError``) and ``clock`` is
+    ``callable() -> epoch seconds``; both default to the platform port. ``max_body``
+    bounds a response body in bytes (``ResponseParseError`` beyond it): by default
+    ``DEFAULT_MAX_BODY``, 64 KiB on MicroPython and 1 MiB on CPython.
     """
 
-    def __init__(self, region, credentials, endpoint_url=None, transport=None, clock=None):
+    def __init__(self, region, credentials, endpoint_url=None, transport=None, clock=None,
+                 max_body=None):
         if not isinstance(region, str) or not _is_dns_label(region):
             raise ValueError(
                 "Client: region must be 1-63 letters, digits, inner hyphens; got %r" % (region,)
@@ -51,6 +77,12 @@ class Client:
         if endpoint_url is None:
             endpoint_url = "https://edge.sagemaker.%s.amazonaws.com" % region
         self.endpoint_url = _check_endpoint(endpoint_url)
+        if max_body is None:
+            max_body = DEFAULT_MAX_BODY
+        if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1:
+            raise ValueError("Client: max_body must be a positive int (bytes), got %r"
+                             % (max_body,))
+        self.max_body = max_body
         if transport is None or clock is None:
             # The one place the core reaches for a port, and only when none was injected.
             from edgecore_ports import default_port
@@ -88,12 +120,21 @@ class Client:
             timestamp=now,
         )
         try:
-            status, resp_headers, resp_body = self._transport(method, url, signed, body)
+            result = self._transport(method, url, signed, body)
         except OSError as exc:
             # Ports raise TransportError already; a bare socket error from a custom transport
             # gets the same type so callers handle one exception for "no answer".
             raise TransportError("%s: %s %s failed: %s" % (operation, method, url, exc)) from exc
-        return wire.parse_response(operation, status, resp_headers, resp_body)
+        if not isinstance(result, tuple) or len(result) != 3:
+            # A broken transport is a transport failure, not a TypeError from unpacking.
+            raise TransportError(
+                "%s: %s %s: the transport returned %s; expected a tuple "
+                "(status int, headers mapping, body bytes)"
+                % (operation, method, url, _describe(result)))
+        # Wrong item types are reported by wire.parse_response (ResponseParseError).
+        status, resp_headers, resp_body = result
+        return wire.parse_response(operation, status, resp_headers, resp_body,
+                                   max_body=self.max_body)
 
     def get_deployments(self, **params):
         """GetDeployments: the deployments the fleet wants on this device."""

@@ -94,3 +94,23 @@ class StreamTooLong(EdgecoreError):
             "%s: stream longer than its declared size: expected at most %d bytes, got %d or more"
             % (operation, limit, bytes_read)
         )
+
+
+def short_repr(value, limit=60):
+    """``repr(value)`` cut to ``limit`` characters, for messages; never raises.
+
+    ``repr`` itself can fail: CPython refuses to print ints over 4300 digits
+    (ValueError), and any object's ``__repr__`` may raise. Such values are named by
+    their type (an int by its size) so a validation error is never replaced by an
+    untyped one.
+    """
+    try:
+        text = repr(value)
+    except Exception:
+        if isinstance(value, int):
+            try:
+                return "<int of %d bits>" % value.bit_length()
+            except Exception:  # a runtime without int.bit_length
+                return "<int>"
+        return "<%s>" % type(value).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."

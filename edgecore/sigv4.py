@@ -17,25 +17,39 @@ Canonicalization follows botocore's ``SigV4Auth`` / ``S3SigV4Auth`` exactly:
 * Every header is signed except botocore's list (``user-agent``, ``expect``,
   ``transfer-encoding``, ``x-amzn-trace-id`` and the hop-by-hop headers); names are
   lower-cased, values trimmed with inner whitespace runs collapsed, names that differ
-  only in case and list values are joined with ``,``.
+  only in case and list values are joined with ``,``. ``sign_request`` returns such
+  names merged into ONE header under the first spelling met, its value the joined,
+  trimmed values: an HTTP client would otherwise send only one of them (requests keeps
+  the last) or separate lines, and the server would not see what was signed. They are
+  joined in the order the ``headers`` dict iterates: insertion order on CPython, as
+  botocore does; MicroPython's dicts have their own (fixed) order, and as the merged
+  value is what is sent, the signature always matches the request.
 
 ``sign_request`` refuses what would silently be signed differently from what is sent:
 a ``url`` with a space, a non-ASCII or control character, a character an HTTP client
-would escape (``"<>\\^`{|}``), a broken ``%`` escape or an escaped unreserved character
-(``%41``) raises ValueError naming the field; so does a header name that is not an HTTP
-token or a value with a control or non-ASCII character. The intermediates apply no such
-checks (they canonicalize whatever they get, like botocore, which is what the AWS test
-suite's raw request lines need).
+would escape (``"<>\\^`{|}``, and ``[`` ``]`` outside an IPv6 host), a broken ``%``
+escape, a lower-case one (``%c3``: urllib3 re-cases it to ``%C3``) or an escaped
+unreserved character (``%41``) raises ValueError naming the field; for ``s3`` so does a
+``.`` or ``..`` path segment (S3 signs the path as is, but HTTP clients and proxies
+resolve dot segments before sending). A header name that is not an HTTP token or a
+value with a control or non-ASCII character is refused too. The transport must send the
+URL verbatim (the CPython port does). A ``url`` with userinfo (``user:pass@host``) is
+refused without echoing it: it is not signed, may hold a password, and would leak into
+logs. The intermediates apply no such checks (they canonicalize whatever they get, like
+botocore, which is what the AWS test suite's raw request lines need).
 
 Deviations from botocore, on purpose: an empty path signs as ``/`` for S3 too (the
 request line carries ``/``); a caller's ``Date`` header is signed as given and
 ``X-Amz-Date`` is always set (botocore would rewrite ``Date`` and drop ``X-Amz-Date``).
 
-HMAC-SHA256 is built on ``hashlib.sha256`` alone (no ``hmac`` module, no ``copy()``).
+HMAC-SHA256 is built on ``hashlib.sha256`` alone (no ``hmac`` module, no ``copy()``),
+and with no big-integer arithmetic (ports without long ints import and run it).
 Derived signing keys are cached per (secret, day, region, service) in a small
 module-private dict keyed by a SHA-256 of the secret, never by the secret itself; the
-checked and canonicalized form of recently signed URLs is kept in a second bounded dict.
-Secrets never appear in exception messages.
+last secret's digest is memoised (in an object whose repr never shows it) so the same
+credentials are not re-hashed on every call. The checked and canonicalized form of
+recently signed URLs is kept in a second bounded dict. Secrets never appear in exception
+messages, nor in the exceptions they chain.
 """
 
 import binascii
@@ -61,22 +75,24 @@ _last_date = (None, None)
 _last_names = None
 
 _sha256 = hashlib.sha256
-_IPAD = int.from_bytes(b"\x36" * 64, "big")
-_OPAD = int.from_bytes(b"\x5c" * 64, "big")
 _XOR_TABLES = None
 if hasattr(b"", "translate"):
     _XOR_TABLES = (bytes([b ^ 0x36 for b in range(256)]), bytes([b ^ 0x5C for b in range(256)]))
-_HEX = "0123456789abcdefABCDEF"
+_HEX = "0123456789ABCDEF"  # upper case only: urllib3 re-cases "%c3" to "%C3" before sending
 _UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~"
-# What may appear in a wire URL unchanged: RFC 3986 unreserved + reserved + "%". An HTTP
-# client (requests, urllib3) would percent-encode anything else before sending it.
-_URL_CHARS = _UNRESERVED + ":/?#[]@!$&'()*+,;=%"
+# What may appear in a wire URL's path and query unchanged: RFC 3986 unreserved +
+# reserved + "%", less "[" and "]" (urllib3 percent-encodes them in a path or query; they
+# are allowed in the host, for IPv6 literals). An HTTP client (requests, urllib3) would
+# percent-encode anything else before sending it.
+_URL_CHARS = _UNRESERVED + ":/?#@!$&'()*+,;=%"
 _TOKEN_CHARS = _UNRESERVED + "!#$%&'*+^`|"
-# Sets, so a whole string is checked with one C-level set(s) <= ALLOWED on both runtimes.
-_URL_SET = frozenset(_URL_CHARS)
-_TOKEN_SET = frozenset(_TOKEN_CHARS)
-_PRINTABLE_SET = frozenset([chr(i) for i in range(32, 127)])
-_VALUE_SET = frozenset([chr(i) for i in range(32, 127)] + ["\t"])
+# Sets (plain sets: some ports lack frozenset), so a whole string is checked with one
+# C-level set(s) <= ALLOWED on both runtimes. Never mutated.
+_URL_SET = set(_URL_CHARS)
+_NETLOC_SET = set(_UNRESERVED + ":[]!$&'()*+,;=%")
+_TOKEN_SET = set(_TOKEN_CHARS)
+_PRINTABLE_SET = set([chr(i) for i in range(32, 127)])
+_VALUE_SET = set([chr(i) for i in range(32, 127)] + ["\t"])
 _HAS_ISPRINTABLE = hasattr("", "isprintable")  # CPython yes, MicroPython no
 _quote_tables = {}
 
@@ -84,14 +100,19 @@ _quote_tables = {}
 def _hmac_pads(key):
     # (key XOR ipad, key XOR opad) blocks of the zero-padded key. Where bytes.translate
     # exists (CPython) a 256-entry table does the XOR at C speed; elsewhere (MicroPython)
-    # the block is XORed as one big integer. Same bytes either way.
+    # a byte loop over a bytearray (no big ints needed; runs once per derived key, cached).
     if len(key) > 64:
         key = _sha256(key).digest()
     key = bytes(key) + bytes(64 - len(key))
     if _XOR_TABLES is not None:
         return key.translate(_XOR_TABLES[0]), key.translate(_XOR_TABLES[1])
-    k = int.from_bytes(key, "big")
-    return (k ^ _IPAD).to_bytes(64, "big"), (k ^ _OPAD).to_bytes(64, "big")
+    inner = bytearray(64)
+    outer = bytearray(64)
+    for i in range(64):
+        b = key[i]
+        inner[i] = b ^ 0x36
+        outer[i] = b ^ 0x5C
+    return bytes(inner), bytes(outer)
 
 
 def _hmac_with_pads(pads, msg):
@@ -168,8 +189,9 @@ def split_url(url):
     """(scheme, netloc, path, query) of an absolute URL, as urllib.parse.urlsplit cuts it."""
     i = url.find("://")
     if i <= 0:
-        raise ValueError("sign_request: url must be absolute, like https://host/path, got %r"
-                         % url[:80])
+        # Echo only what cannot be a password (no "@": maybe user:pass@host).
+        raise ValueError("sign_request: url must be absolute, like https://host/path, got %s"
+                         % ("a str with '@'" if "@" in url else repr(url[:80])))
     scheme = url[:i].lower()
     rest = url[i + 3:]
     end = len(rest)
@@ -205,7 +227,7 @@ def host_header(scheme, netloc):
         host = (hostinfo if j < 0 else hostinfo[:j]).lower()
         port = "" if j < 0 else hostinfo[j + 1:]
     if not host or host == "[]":
-        raise ValueError("sign_request: url must name a host, got netloc %r" % netloc)
+        raise ValueError("sign_request: url must name a host, got %r" % hostinfo)
     if port:
         for c in port:
             if c not in "0123456789":
@@ -318,16 +340,54 @@ def string_to_sign(canonical, amzdate, region, service):
 
 def signing_key(secret_key, datestamp, region, service):
     """The derived key kSigning (bytes) for one day, region and service; not cached."""
-    k = ("AWS4" + secret_key).encode()
+    k = b"AWS4" + _secret_bytes(secret_key)
     for msg in (datestamp, region, service, "aws4_request"):
         k = _hmac_with_pads(_hmac_pads(k), msg.encode())
     return k
 
 
+def _secret_bytes(secret_key):
+    # UTF-8 of the secret. A lone surrogate cannot be encoded, and the UnicodeEncodeError
+    # quotes the whole string: raise a plain ValueError OUTSIDE the except block, so the
+    # secret is neither in the message nor in __cause__/__context__.
+    data = None
+    try:
+        data = secret_key.encode("utf-8")
+    except UnicodeError:
+        pass
+    if data is None:
+        raise ValueError("sign_request: secret_key must be text encodable as UTF-8 "
+                         "(it holds a lone surrogate or similar)")
+    return data
+
+
+class _SecretMemo:
+    """The last secret and its SHA-256, as one tuple rebound at once (so concurrent
+    signers never see a torn pair). Its repr never shows the secret."""
+
+    def __init__(self):
+        self.last = (None, None)
+
+    def __repr__(self):
+        return "<sigv4 secret digest memo (redacted)>"
+
+
+_secret_memo = _SecretMemo()
+
+
+def _secret_digest(secret_key):
+    last = _secret_memo.last
+    if last[0] == secret_key:  # the same credentials as last time: identity, then value
+        return last[1]
+    digest = _sha256(_secret_bytes(secret_key)).digest()
+    _secret_memo.last = (secret_key, digest)
+    return digest
+
+
 def _cached_signing_pads(secret_key, datestamp, region, service):
     # Keyed by a digest of the secret so the dict never holds the secret itself; holds
     # the HMAC pad blocks of the signing key, so a signature costs two SHA-256 only.
-    ck = (_sha256(secret_key.encode()).digest(), datestamp, region, service)
+    ck = (_secret_digest(secret_key), datestamp, region, service)
     pads = _key_cache.get(ck)
     if pads is None:
         pads = _hmac_pads(signing_key(secret_key, datestamp, region, service))
@@ -345,7 +405,7 @@ def _url_info(url, service):
     ck = (url, service)
     info = _url_cache.get(ck)
     if info is None:
-        _check_url(url)
+        _check_url(url, service)
         scheme, netloc, path, query = split_url(url)
         info = (host_header(scheme, netloc), canonical_uri(path, service),
                 canonical_query(query))
@@ -379,20 +439,39 @@ def _first_bad(value, allowed):
     return -1
 
 
-def _check_url(url):
+def _check_url(url, service):
     if not isinstance(url, str):
         raise ValueError("sign_request: url must be str, got %s" % type(url).__name__)
-    if not set(url) <= _URL_SET:
-        i = _first_bad(url, _URL_SET)
+    scheme, netloc, path, query = split_url(url)
+    if "@" in netloc:
+        # Not echoed: user:password@ is a secret, and it is not signed anyway.
+        raise ValueError("sign_request: url must not carry userinfo (user:password@host); "
+                         "authenticate with the signature instead")
+    start = len(scheme) + 3 + len(netloc)  # the path, query and fragment follow the host
+    if not set(netloc) <= _NETLOC_SET:
+        i = _first_bad(netloc, _NETLOC_SET)
+        raise ValueError("sign_request: url host must be ASCII letters, digits, '-', '.', "
+                         "':' or an [IPv6] literal; found %r at index %d"
+                         % (netloc[i], len(scheme) + 3 + i))
+    if not set(url[start:]) <= _URL_SET:
+        i = start + _first_bad(url[start:], _URL_SET)
         raise ValueError(
             "sign_request: url must be percent-encoded as sent on the wire (use sigv4.quote); "
             "found %r at index %d" % (url[i], i))
+    if service == "s3" and "." in path:
+        for seg in path.split("/"):
+            if seg == "." or seg == "..":
+                raise ValueError(
+                    "sign_request: url path has a %r segment; S3 signs the path as is but "
+                    "HTTP clients and proxies resolve dot segments before sending, so the "
+                    "signature would not match (name the object without them)" % seg)
     i = url.find("%")
     while i >= 0:
         esc = url[i + 1:i + 3]
         if len(esc) != 2 or esc[0] not in _HEX or esc[1] not in _HEX:
-            raise ValueError("sign_request: url has a '%%' not followed by two hex digits at "
-                             "index %d; encode a literal '%%' as %%25" % i)
+            raise ValueError("sign_request: url has a '%%' not followed by two upper-case hex "
+                             "digits at index %d (HTTP clients re-case '%%c3' to '%%C3'); "
+                             "encode a literal '%%' as %%25" % i)
         if chr(int(esc, 16)) in _UNRESERVED:
             # HTTP clients unescape these before sending, which would change the signature.
             raise ValueError("sign_request: url escapes an unreserved character (%%%s at index "
@@ -470,6 +549,7 @@ def sign_request(method, url, headers, body, access_key=None, secret_key=None,
     # canonical header values (all but X-Amz-Content-Sha256, settled below).
     out = {}
     groups = {}
+    spelled = {}  # lower-cased name -> the spelling it is sent under (the first met)
     sha_name = None
     for name, value in headers.items():
         if not isinstance(name, str) or not name or not set(name) <= _TOKEN_SET:
@@ -487,9 +567,20 @@ def sign_request(method, url, headers, body, access_key=None, secret_key=None,
             if sha_name is not None:  # two spellings: keep one, the last
                 del out[sha_name]
             sha_name = name
-        elif lname not in UNSIGNED_HEADERS:
+            out[name] = value
+            continue
+        signed_name = lname not in UNSIGNED_HEADERS
+        if signed_name:
             _add(groups, lname, value)
-        out[name] = value
+        first = spelled.get(lname)
+        if first is None:
+            spelled[lname] = name
+            out[name] = value
+        else:
+            # Another spelling of a name already met: send ONE header carrying exactly
+            # the signed (trimmed, ","-joined) value -- see the module doc.
+            out[first] = groups[lname] if signed_name else (
+                _trimall(out[first]) + "," + _trimall(value))
     out["X-Amz-Date"] = groups["x-amz-date"] = amzdate
     if session_token:
         out["X-Amz-Security-Token"] = groups["x-amz-security-token"] = session_token

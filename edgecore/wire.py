@@ -13,15 +13,22 @@ are rejected (botocore sends them as strings); timestamps are numbers (epoch sec
 or datetime objects, not strings; a 2xx body that is not a JSON object is an error
 (botocore silently returns {}); wrong member types in a response are errors.
 
-Runtimes: the same params give the same bytes on CPython and MicroPython, except that
-floats are written with ``repr``, which on MicroPython can differ for rare values
-(subnormals such as 5e-324), and microcontroller ports with single-precision floats
-carry only ~7 significant digits of a metric value (documented, never an error).
+Runtimes: the same params give the same bytes on CPython and MicroPython: floats are
+written as CPython's ``repr`` on both (``jsonenc.float_repr`` where the runtime's own
+repr is not shortest-round-trip). Microcontroller ports with single-precision floats
+cannot match: a metric value there carries only ~7 significant digits (documented,
+never an error).
 """
 
 from edgecore import jsonenc
 from edgecore.amztime import days_from_civil
-from edgecore.errors import ClientError, ParamValidationError, ResponseParseError, TransportError
+from edgecore.errors import (
+    ClientError,
+    ParamValidationError,
+    ResponseParseError,
+    TransportError,
+    short_repr,
+)
 from edgecore.shapes import DOUBLE, LIST, OPERATIONS, PATTERNS, SHAPES, STRING, STRUCTURE
 
 # Limits for untrusted response bodies (override per call).
@@ -104,11 +111,6 @@ def _path(path):
     return out
 
 
-def _short(value):
-    r = repr(value)
-    return r if len(r) <= 60 else r[:57] + "..."
-
-
 def _type_name(value):
     return type(value).__name__
 
@@ -178,7 +180,7 @@ def _write_structure(op, spec, value, path, out):
         else:
             if unknown is None:
                 unknown = []
-            unknown.append(key if isinstance(key, str) else repr(key))
+            unknown.append(key if isinstance(key, str) else short_repr(key))
     if unknown is not None:
         unknown.sort()  # deterministic on every runtime (dicts are unordered on MicroPython)
         raise ParamValidationError(
@@ -216,7 +218,7 @@ def _check_string(op, spec, value, path):
     lo, hi, pattern, enum = spec[1], spec[2], spec[3], spec[4]
     if enum is not None and value not in enum:
         raise ParamValidationError(
-            op, _path(path), "enum", "%s is not one of %s" % (_short(value), ", ".join(enum))
+            op, _path(path), "enum", "%s is not one of %s" % (short_repr(value), ", ".join(enum))
         )
     n = len(value)  # code points, as AWS counts
     if lo is not None and n < lo:
@@ -229,7 +231,7 @@ def _check_string(op, spec, value, path):
         )
     if pattern is not None and not PATTERNS[pattern](value):
         raise ParamValidationError(
-            op, _path(path), "pattern", "%s does not match %s" % (_short(value), pattern)
+            op, _path(path), "pattern", "%s does not match %s" % (short_repr(value), pattern)
         )
 
 
@@ -290,7 +292,7 @@ def to_epoch_seconds(operation, value, field=""):
             field,
             "range",
             "timestamp %s is outside years 1..9999 (epoch seconds %d..%d)"
-            % (_short(value), MIN_TIMESTAMP, MAX_TIMESTAMP),
+            % (short_repr(value), MIN_TIMESTAMP, MAX_TIMESTAMP),
         )
     if micros % 1000000 == 0:
         return seconds
@@ -376,7 +378,7 @@ def response_metadata(status, lowered_headers, retry_attempts=0):
 def _check_transport_values(op, status, headers, body, max_body):
     if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
         raise ResponseParseError(
-            op, "status", "expected an HTTP status code 100..599, got %s" % _short(status)
+            op, "status", "expected an HTTP status code 100..599, got %s" % short_repr(status)
         )
     if body is None:
         body = b""

@@ -232,11 +232,22 @@ class Transport:
         return get_environ_proxies(url)
 
     def open(self, method, url, headers, body=b"", timeout=None):
-        """Send the request; return a streamed Response (the caller closes it)."""
+        """Send the request; return a streamed Response (the caller closes it).
+
+        The request line carries ``url``'s path and query exactly as given: requests would
+        otherwise re-quote it and resolve dot segments, and the server would check the
+        signature against a different path than the one signed. (edgecore.sigv4 refuses
+        what urllib3 itself still rewrites: lower-case escapes, ``[`` ``]``.)
+        """
+        import requests
+
         try:
-            resp = self.session.request(
-                method, url, headers=headers, data=body or None, stream=True,
-                allow_redirects=False, timeout=timeout or self.timeout,
+            prep = self.session.prepare_request(
+                requests.Request(method, url, headers=headers, data=body or None)
+            )
+            prep.url = url  # verbatim: no requote, no dot-segment removal
+            resp = self.session.send(
+                prep, stream=True, allow_redirects=False, timeout=timeout or self.timeout,
                 proxies=self._proxies(url),
             )
         except Exception as exc:

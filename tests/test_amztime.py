@@ -1,3 +1,4 @@
+# Runs under MicroPython too (tests/micropython/run.mjs).
 """edgecore.amztime: known dates, leap years, range ends, round trips, bad input.
 
 Plain test functions: runs under pytest and under MicroPython.
@@ -145,3 +146,21 @@ def test_bad_iso8601():
         msg = _raises(T.parse_iso8601, bad)
         assert "parse_iso8601" in msg, msg
         assert len(msg) < 300
+
+
+def test_http_date_whitespace_is_the_same_on_every_runtime():
+    # Fields are separated by SP only; str.split() without arguments would also split on
+    # Unicode spaces on CPython (not on MicroPython), so such text parsed on one runtime only.
+    good = 784111777
+    assert T.parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT") == good
+    assert T.parse_http_date("\tSun,  06 Nov 1994 08:49:37 GMT ") == good
+    assert T.parse_http_date("Sun Nov  6 08:49:37 1994") == good
+    for sep in ("\u2003", "\u00a0", "\x1c", "\x0b", "\n", "\t"):
+        for text in ("Sun," + sep + "06 Nov 1994 08:49:37 GMT",
+                     "Sun Nov 6 08:49:37" + sep + "1994"):
+            try:
+                T.parse_http_date(text)
+            except ValueError as exc:
+                assert "parse_http_date" in str(exc)
+            else:
+                raise AssertionError("accepted %r" % text)

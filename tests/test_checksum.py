@@ -1,3 +1,4 @@
+# Runs under MicroPython too (tests/micropython/run.mjs).
 """Tests for edgecore.checksum; plain asserts, runs under MicroPython too (pure Sha1 there)."""
 
 import io
@@ -267,3 +268,41 @@ def test_readinto_overclaiming_is_refused():
             return len(buf) + 1
 
     _expect(ValueError, verify_stream, Liar(), "SHA1", ABC, chunk_size=8)
+
+
+def test_readinto_negative_count_is_refused():
+    # A negative count used to slice the buffer from its end and hash the wrong bytes.
+    class Negative:
+        def __init__(self):
+            self.calls = 0
+
+        def readinto(self, buf):
+            self.calls += 1
+            buf[:3] = b"abc"
+            return 3 if self.calls == 1 else -1
+
+    exc = _expect(ValueError, verify_stream, Negative(), "SHA1", ABC, chunk_size=8)
+    assert "readinto returned -1" in str(exc) and "0..8" in str(exc)
+
+
+def test_huge_int_checksum_type_is_a_typed_error():
+    # repr() of a >4300-digit int raises ValueError on CPython; the message must not.
+    exc = _expect(ParamValidationError, verify_stream, io.BytesIO(b""), 10**5000, ABC)
+    assert "Checksum.Type" in str(exc) and len(str(exc)) < 200
+    exc = _expect(ParamValidationError, check_expected, "SHA1", 10**5000)
+    assert "Checksum.Sum" in str(exc)
+
+
+def test_short_repr_never_raises():
+    from edgecore.errors import short_repr
+
+    text = short_repr(10**5000)  # CPython: "<int of 16610 bits>"; MicroPython prints it
+    assert len(text) <= 60 and (text == "<int of 16610 bits>" or text.startswith("1000"))
+
+    class Broken:
+        def __repr__(self):
+            raise RuntimeError("no")
+
+    assert short_repr(Broken()) == "<Broken>"
+    assert short_repr("x" * 100) == "'" + "x" * 56 + "..."
+    assert short_repr("abc") == "'abc'"

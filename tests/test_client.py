@@ -169,3 +169,89 @@ def test_bad_construction_is_rejected():
             assert SECRET not in str(exc)
         else:
             raise AssertionError("accepted %r" % (kwargs,))
+
+
+def _no_secret_anywhere(exc, secret):
+    # Not in the message, the repr, nor any exception it chains (cause or context).
+    seen = 0
+    while exc is not None and seen < 10:
+        assert secret not in str(exc) and secret not in repr(exc), repr(exc)
+        for arg in exc.args:
+            assert secret not in str(arg)
+        # getattr: MicroPython has no exception chaining attributes.
+        exc = getattr(exc, "__cause__", None) or getattr(exc, "__context__", None)
+        seen += 1
+
+
+def test_endpoint_url_with_userinfo_is_refused_without_echo():
+    for url in ("https://admin:hunter2pw@edge.example.com", "http://admin:hunter2pw@127.0.0.1:80/x",
+                "admin:hunter2pw@edge.example.com"):
+        try:
+            edgecore.Client("us-west-2", edgecore.Credentials("AKID", SECRET),
+                            endpoint_url=url, transport=Recorder(), clock=lambda: NOW)
+        except ValueError as exc:
+            assert "userinfo" in str(exc)
+            _no_secret_anywhere(exc, "hunter2pw")
+        else:
+            raise AssertionError("accepted %r" % url)
+
+
+def test_lone_surrogate_secret_is_a_valueerror_without_the_secret():
+    secret = "wJalrXUtnFEMI/K7MDENG" + "\udc80" + "bPxRfiCYEXAMPLEKEY"
+    try:
+        secret.encode()
+        return  # MicroPython: its str encodes any code point, there is nothing to refuse
+    except UnicodeError:
+        pass
+    client = make_client(Recorder(), creds=edgecore.Credentials("AKIDEXAMPLE", secret))
+    try:
+        client.get_deployments(DeviceName="cam-1", DeviceFleetName="fleet-a")
+    except ValueError as exc:
+        assert "secret_key" in str(exc)
+        _no_secret_anywhere(exc, "K7MDENG")
+        assert getattr(exc, "__cause__", None) is None
+        assert getattr(exc, "__context__", None) is None
+    else:
+        raise AssertionError("signed with an unencodable secret")
+
+
+def test_transport_result_that_is_not_a_3_tuple_is_a_transport_error():
+    for reply in (None, b"{}", (200, {}), (200, {}, b"{}", "extra"), "abc", 200):
+        def transport(method, url, headers, body, reply=reply):
+            return reply
+
+        try:
+            make_client(transport).get_deployments(DeviceName="cam-1", DeviceFleetName="fleet-a")
+        except TransportError as exc:
+            assert "GetDeployments" in str(exc), str(exc)
+            assert "expected a tuple" in str(exc)
+        else:
+            raise AssertionError("accepted %r" % (reply,))
+
+
+def test_max_body_bounds_the_response():
+    import sys
+
+    from edgecore import client as client_module
+    from edgecore.errors import ResponseParseError
+
+    expected = 64 * 1024 if sys.implementation.name == "micropython" else 1024 * 1024
+    assert expected == client_module.DEFAULT_MAX_BODY
+    assert make_client(Recorder()).max_body == expected
+    body = b'{"Deployments": [], "pad": "' + b"x" * 2000 + b'"}'
+    assert make_client(Recorder(body=body), max_body=4096).get_deployments(
+        DeviceName="cam-1", DeviceFleetName="fleet-a")["Deployments"] == []
+    try:
+        make_client(Recorder(body=body), max_body=1024).get_deployments(
+            DeviceName="cam-1", DeviceFleetName="fleet-a")
+    except ResponseParseError as exc:
+        assert "1024" in str(exc)
+    else:
+        raise AssertionError("max_body not applied")
+    for bad in (0, -1, "1", True, 1.5):
+        try:
+            make_client(Recorder(), max_body=bad)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("accepted max_body=%r" % (bad,))

@@ -1,3 +1,4 @@
+# Runs under MicroPython too (tests/micropython/run.mjs).
 """edgecore.sigv4 against AWS's published vectors; runs under pytest and MicroPython.
 
 Vectors: the aws-sig-v4-test-suite (tests/data/sigv4_vectors.py), the Amazon S3 SigV4
@@ -564,7 +565,7 @@ def test_printable_check_same_on_both_paths():
 
 
 def test_hmac_pads_same_on_both_paths():
-    # CPython XORs with bytes.translate tables; MicroPython with big integers. Force both.
+    # CPython XORs with bytes.translate tables; MicroPython with a byte loop. Force both.
     keys = (b"", b"key", bytes(range(64)), b"\xff" * 64, b"\xaa" * 131)
     saved = sigv4._XOR_TABLES
     try:
@@ -577,3 +578,99 @@ def test_hmac_pads_same_on_both_paths():
         assert len(ipad) == len(opad) == 64
         if len(k) < 64:
             assert ipad[0] == (k[0] if k else 0) ^ 0x36 and opad[-1] == 0x5C
+
+
+def _sign(url, headers=None, service="s3", secret="SK"):
+    return sigv4.sign_request("GET", url, headers or {}, b"", access_key="AK", secret_key=secret,
+                              region="us-east-1", service=service, timestamp=1700000000)
+
+
+def test_url_that_a_client_would_rewrite_is_refused():
+    # urllib3 percent-encodes "[" "]" in a path or query and upper-cases escapes;
+    # requests (and proxies) resolve dot segments: the signature would not match.
+    for url in ("http://h/bucket/k[1]", "http://h/a?x=[1]", "http://h/bucket/%c3%a9",
+                "http://h/a%5b", "http://h/a?b=%7e"):
+        msg = _raises(ValueError, _sign, url)
+        assert msg.startswith("sign_request: url"), msg
+    for path in ("/bucket/models/../m.tar", "/bucket/./k", "/bucket/k/..", "/.."):
+        msg = _raises(ValueError, _sign, "http://h" + path)
+        assert "segment" in msg and "S3" in msg, msg
+        # Other services normalize dot segments server side as in the signature: allowed.
+        assert "Authorization" in _sign("http://h" + path, service="sagemaker")
+    # Still fine: upper-case escapes, dots inside names, IPv6 literals in the host.
+    for url in ("http://h/bucket/%C3%A9", "http://h/bucket/a..b/.x/x.", "http://[::1]:8080/b/k",
+                "https://[FE80::1]/b"):
+        assert "Authorization" in _sign(url)
+
+
+def test_url_userinfo_is_refused_without_echo():
+    for url in ("https://AKID:s3cr3tpw@h/bucket/k", "http://s3cr3tpw@[::1]:80/x"):
+        msg = _raises(ValueError, _sign, url)
+        assert "userinfo" in msg and "s3cr3tpw" not in msg, msg
+    msg = _raises(ValueError, _sign, "AKID:s3cr3tpw@h/bucket")  # not absolute
+    assert "s3cr3tpw" not in msg, msg
+
+
+def test_lone_surrogate_secret_names_the_field_only():
+    secret = "wJalrXUtnFEMI" + "\udc80" + "EXAMPLEKEY"
+    try:
+        secret.encode()
+        return  # MicroPython's str encodes any code point: nothing to refuse
+    except UnicodeError:
+        pass
+    for func in (_sign, sigv4.signing_key):
+        try:
+            if func is _sign:
+                _sign("https://h/b", secret=secret)
+            else:
+                sigv4.signing_key(secret, "20231114", "us-east-1", "s3")
+        except ValueError as exc:
+            assert "secret_key" in str(exc)
+            for e in (exc, exc.__cause__, exc.__context__):
+                assert "wJalrXUtnFEMI" not in repr(e) and "EXAMPLEKEY" not in str(e)
+            assert exc.__cause__ is None and exc.__context__ is None
+        else:
+            raise AssertionError("unencodable secret accepted")
+
+
+def test_case_variants_are_merged_into_one_sent_header():
+    out = _sign("http://h/p", {"X-Meta": " 1  a ", "x-meta": "2", "Other": "o"})
+    names = [k for k in out if k.lower() == "x-meta"]
+    assert len(names) == 1 and out[names[0]] in ("1 a,2", "2,1 a"), out
+    import sys
+
+    if sys.implementation.name == "cpython":  # insertion order: first spelling, botocore's join
+        assert names == ["X-Meta"] and out["X-Meta"] == "1 a,2"
+    # The value sent is the one signed: recompute the canonical request from `out`.
+    creq = sigv4.canonical_request(
+        "GET", "http://h/p", {k: v for k, v in out.items() if k != "Authorization"},
+        out["X-Amz-Content-Sha256"], "s3")
+    assert "x-meta:" + out[names[0]] in creq.split("\n")
+    sig = _sign("http://h/p", {names[0]: out[names[0]], "Other": "o"})["Authorization"]
+    assert sig == out["Authorization"]
+    # Unsigned names too: one User-Agent goes out.
+    out = _sign("http://h/p", {"User-Agent": "a", "user-agent": "b"})
+    assert len([k for k in out if k.lower() == "user-agent"]) == 1
+
+
+def test_secret_digest_memo_never_shows_the_secret():
+    _sign("https://h/b", secret="memo-secret-value")
+    assert "memo-secret-value" not in repr(sigv4._secret_memo)
+    assert sigv4._secret_memo.last[0] == "memo-secret-value"
+    # The memo changes nothing: a second secret signs differently, the first as before.
+    a = _sign("https://h/b", secret="memo-secret-value")["Authorization"]
+    b = _sign("https://h/b", secret="other-secret")["Authorization"]
+    assert a != b and _sign("https://h/b", secret="memo-secret-value")["Authorization"] == a
+    key = sigv4.signing_key("memo-secret-value", "20231114", "us-east-1", "s3")
+    assert a.endswith("Signature=" + sigv4.signature(
+        key, sigv4.string_to_sign(sigv4.canonical_request(
+            "GET", "https://h/b", {k: v for k, v in _sign("https://h/b", secret="x").items()
+                                   if k != "Authorization"},
+            sigv4.EMPTY_SHA256, "s3"), "20231114T221320Z", "us-east-1", "s3")))
+
+
+def test_no_big_int_constants_or_frozensets():
+    # Ports without long ints must import the module: no 512-bit pad integers.
+    assert not hasattr(sigv4, "_IPAD") and not hasattr(sigv4, "_OPAD")
+    for name in ("_URL_SET", "_TOKEN_SET", "_PRINTABLE_SET", "_VALUE_SET"):
+        assert type(getattr(sigv4, name)) is set, name

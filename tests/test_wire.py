@@ -621,3 +621,20 @@ def test_parse_error_directly():
         "SendHeartbeat", 400, {"X-Amzn-ErrorType": "ValidationException"}, b'{"message": "m"}'
     )
     assert isinstance(err, ClientError) and err.code == "ValidationException" and err.message == "m"
+
+
+def test_huge_ints_give_typed_errors():
+    # repr() of a >4300-digit int raises ValueError on CPython; messages must not.
+    big = 10**5000
+    metric = {"MetricName": "CpuLoad", "Value": 1.0, "Timestamp": 1}
+    exc = _invalid(_hb(AgentMetrics=[dict(metric, Timestamp=big)]))
+    assert exc.field == "AgentMetrics[0].Timestamp" and exc.rule == "range"
+    assert len(str(exc)) < 300
+    exc = _invalid(_hb(AgentMetrics=[dict(metric, Value=big)]))
+    assert exc.field == "AgentMetrics[0].Value" and exc.rule == "finite"
+    params = _hb()
+    params[big] = 1
+    exc = _invalid(params)
+    assert exc.rule == "unknown" and len(str(exc)) < 300
+    exc = _raises(ResponseParseError, wire.parse_response, "GetDeployments", big, {}, b"{}")
+    assert exc.field == "status" and len(str(exc)) < 300

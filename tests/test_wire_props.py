@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_wire_botocore import _ecma, _params
 
-from edgecore import Credentials, shapes, wire
+from edgecore import Credentials, jsonenc, shapes, wire
 from edgecore.client import Client
 from edgecore.errors import ClientError, ParamValidationError, ResponseParseError
 
@@ -270,3 +270,40 @@ def test_junk_params_only_param_validation_error(op, junk):
     except ParamValidationError:
         return
     raise AssertionError("junk accepted: %r" % (junk,))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False))
+@example(245010723912258.12)  # an exact tie at 17 digits: half to even
+@example(5e-324)
+@example(9.77215304)
+def test_portable_float_repr_is_cpython_repr(value):
+    # The formatter MicroPython uses (both its paths), called directly on CPython.
+    assert jsonenc.float_repr(value) == repr(value)
+    assert jsonenc.float_repr(value, exact=False) == repr(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**64 - 1))
+def test_portable_float_repr_on_random_bit_patterns(bits):
+    import struct
+
+    value = struct.unpack(">d", struct.pack(">Q", bits))[0]
+    if value == value and value not in (float("inf"), float("-inf")):
+        assert jsonenc.float_repr(value) == repr(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(min_value=2.2250738585072014e-308, allow_nan=False, allow_infinity=False))
+def test_runtime_repr_fast_path(value):
+    # A <= 15-digit repr that reads back is accepted as is; a 17-digit non-shortest form
+    # (what MicroPython's repr gives for ~5% of doubles) is refused, never mis-laid out.
+    found = jsonenc._short_enough(value, repr(value))
+    text = repr(value)
+    if found is not None:
+        assert jsonenc._layout("", found[0], found[1]) == text
+    long_form = "%.16e" % value
+    found = jsonenc._short_enough(value, long_form)
+    if found is not None:
+        assert len(found[0]) <= 15 and jsonenc._layout("", found[0], found[1]) == text
+    assert jsonenc._short_enough(9.77215304, "9.772153039999999") is None
