@@ -13,7 +13,7 @@ echo "== mpy-cross: every file of the portable core (and the MicroPython port) c
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 n=0
-for f in edgecore/*.py ports/__init__.py $(ls ports/micropython.py 2>/dev/null); do
+for f in edgecore/*.py ports/__init__.py ports/micropython.py ports/mp_agent.py; do
   mpy-cross -o "$out/$(basename "$f" .py).mpy" "$f"
   n=$((n + 1))
 done

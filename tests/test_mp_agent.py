@@ -1,0 +1,275 @@
+"""The MicroPython agent (edgecore_ports.mp_agent) end to end, under MicroPython.
+
+tests/micropython/agent_cycle.mjs runs the agent in the MicroPython WebAssembly port;
+its sockets are Node's, through tests/micropython/bridge.mjs. The cloud is the local
+Edge Manager stand-in + moto S3 (both check every SigV4 signature). CPython only
+(pytest fixtures); skipped when node or the wasm package is missing.
+
+The in-process tests at the end drive the same agent on CPython with the port's real
+socket layer: the layout and recovery logic without the wasm runtime's slowness.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MPDIR = os.path.join(ROOT, "tests", "micropython")
+CYCLE = os.path.join(MPDIR, "agent_cycle.mjs")
+WASM = os.path.join(MPDIR, "node_modules", "@micropython", "micropython-webassembly-pyscript")
+
+needs_wasm = pytest.mark.skipif(
+    shutil.which("node") is None or not os.path.isdir(WASM),
+    reason="node or the MicroPython wasm package (tests/micropython/node_modules) missing",
+)
+
+
+def run_cycle(cloud, tmp_path, *extra, cycles=1, timeout=300):
+    config = cloud.agent_config("/unused", "/unused")
+    path = tmp_path / "mp-agent.json"
+    path.write_text(json.dumps(config))
+    flash = tmp_path / "flash"  # the board's flash: kept between runs (a reboot)
+    proc = subprocess.run(
+        ["node", CYCLE, "--config", str(path), "--cycles", str(cycles), "--flash", str(flash)]
+        + list(extra),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=MPDIR,
+    )
+    result = None
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            result = json.loads(line[7:])
+    assert result is not None, (proc.returncode, proc.stdout[-2000:], proc.stderr[-3000:])
+    return proc, result, flash
+
+
+def results_by_name(cloud):
+    return dict((r["deployment"], r["body"]) for r in cloud.results())
+
+
+@needs_wasm
+def test_full_cycle_under_micropython(local_cloud, tmp_path):
+    cloud = local_cloud
+    data = os.urandom(64 * 1024)
+    dep = cloud.deploy("cam", "detector", "1.0", data=data)
+    proc, result, flash = run_cycle(cloud, tmp_path, "--probe")
+    assert proc.returncode == 0, (result, proc.stderr[-2000:])
+    assert result["reports"][0]["ok"], result
+    sha1 = hashlib.sha1(data).hexdigest()
+    # The active model, exported back from the wasm filesystem, is the deployed bytes.
+    assert result["active"]["cam"]["sha1"] == sha1
+    pointer = json.loads((flash / "models" / "cam" / "current.json").read_text())
+    assert pointer["sha1"] == sha1 and pointer["version"] == "1.0"
+    model = flash / "models" / "cam" / sha1 / pointer["file"]
+    assert hashlib.sha1(model.read_bytes()).hexdigest() == sha1
+    assert result["active"]["cam"]["path"] == "/flash/models/cam/%s/%s" % (sha1, pointer["file"])
+    # The cloud got the SUCCESS result in a heartbeat signed by the device key.
+    res = results_by_name(cloud)[dep["DeploymentName"]]
+    assert res["DeploymentStatus"] == "SUCCESS", res
+    hb = cloud.heartbeats()[-1]
+    assert hb["access_key_id"] == cloud.access_key
+    assert hb["body"]["Models"] == [{"ModelName": "detector", "ModelVersion": "1.0"}]
+    names = set(m["MetricName"] for m in hb["body"]["AgentMetrics"])
+    assert "HeapFreeBytes" in names and "DiskFreeBytes" in names
+    state = json.loads((flash / "state" / "state.json").read_text())
+    assert state["pending"] == [] and state["active"]["cam"]["sha1"] == sha1
+    heap = result["heap"]
+    assert heap["samples"] > 10 and heap["peak"] >= heap["after_import"]
+    assert result["steps"] > 64 * 1024 // result["buffer"]  # a step per download chunk
+    print("micropython cycle: %.2f s, heap %r" % (result["seconds"], heap))
+
+
+@needs_wasm
+def test_update_and_corrupt_artifact_under_micropython(local_cloud, tmp_path):
+    """Second cycle: a new version whose S3 object does not match its checksum fails
+    (ROLLBACK_ON_FAILURE keeps the first) and is reported as FAIL."""
+    cloud = local_cloud
+    v1 = os.urandom(20000)
+    cloud.deploy("cam", "detector", "1.0", data=v1)
+    proc, result, flash = run_cycle(cloud, tmp_path)
+    assert proc.returncode == 0, result
+    d2 = cloud.deploy("cam", "detector", "2.0", data=os.urandom(20000))
+    s3_url = d2["Definitions"][0]["S3Url"] if "Definitions" in d2 else None
+    if s3_url is None:
+        pytest.skip("deploy() does not return the S3 URL")
+    cloud.put_object(s3_url, b"not the model")
+    # The state and v1 persist in the flash between runs (a reboot); two cycles.
+    proc, result, flash = run_cycle(cloud, tmp_path, cycles=2)
+    assert proc.returncode == 0, result
+    res = results_by_name(cloud)[d2["DeploymentName"]]
+    assert res["DeploymentStatus"] == "FAIL"
+    assert "SHA1" in res["DeploymentModels"][0]["StatusReason"]
+    sha1 = hashlib.sha1(v1).hexdigest()
+    assert result["active"]["cam"]["sha1"] == sha1
+
+
+@needs_wasm
+def test_mpy_build_runs_the_cycle_under_micropython(local_cloud, tmp_path):
+    """build-mpy.sh's .mpy files load in the MicroPython 1.27 runtime and run a cycle."""
+    if shutil.which("mpy-cross") is None:
+        pytest.skip("mpy-cross not installed")
+    dist = tmp_path / "dist"
+    out = subprocess.run([os.path.join(ROOT, "firmware", "micropython", "build-mpy.sh"), str(dist)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "KB of .mpy" in out.stdout
+    package = json.loads((dist / "package.json").read_text())
+    for target, url in package["urls"]:
+        assert (dist / url).is_file() and url.endswith(target)
+    data = os.urandom(8192)
+    dep = local_cloud.deploy("kws", "keyword", "3", data=data)
+    proc, result, flash = run_cycle(local_cloud, tmp_path, "--mpy", str(dist))
+    assert proc.returncode == 0, result
+    assert result["mpy"] and result["active"]["kws"]["sha1"] == hashlib.sha1(data).hexdigest()
+    assert results_by_name(local_cloud)[dep["DeploymentName"]]["DeploymentStatus"] == "SUCCESS"
+
+
+def test_package_json_lists_what_manifest_freezes():
+    """firmware/micropython/package.json (mip from a checkout) = every core module + the
+    three port files the manifest and build-mpy.sh ship."""
+    with open(os.path.join(ROOT, "firmware", "micropython", "package.json")) as f:
+        package = json.load(f)
+    want = sorted(["edgecore/" + n for n in os.listdir(os.path.join(ROOT, "edgecore"))
+                   if n.endswith(".py")]
+                  + ["edgecore_ports/" + n for n in ("__init__.py", "micropython.py",
+                                                     "mp_agent.py")])
+    assert sorted(t for t, _ in package["urls"]) == want
+    for target, url in package["urls"]:
+        src = os.path.normpath(os.path.join(ROOT, "firmware", "micropython", url))
+        assert os.path.isfile(src), url
+        assert os.path.basename(src) == os.path.basename(target)
+
+
+def test_mpy_cross_compiles_the_agent():
+    if shutil.which("mpy-cross") is None:
+        pytest.skip("mpy-cross not installed")
+    out = subprocess.run(
+        ["mpy-cross", os.path.join(ROOT, "ports", "mp_agent.py"), "-o", os.devnull],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+
+
+# ---- the same agent in-process on CPython (real sockets through the port) ----------------
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def make_agent(cloud, tmp_path, **kw):
+    from edgecore_ports.mp_agent import Agent
+
+    config = cloud.agent_config(str(tmp_path / "models"), str(tmp_path / "state"))
+    logs = []
+    a = Agent(config, log=lambda level, event, **f: logs.append((level, event, f)),
+              sleep=lambda s: None, **kw)
+    a.logs = logs
+    return a
+
+
+def test_cpython_deploy_update_undeploy_layout(local_cloud, tmp_path):
+    from edgecore_ports.mp_agent import active_model
+
+    cloud = local_cloud
+    v1, v2 = os.urandom(5000), os.urandom(7000)
+    cloud.deploy("cam", "detector", "1.0", data=v1)
+    reloads = []
+    a = make_agent(cloud, tmp_path, reload_hook=lambda h, p: reloads.append((h, p)))
+    assert a.cycle()["ok"]
+    path, ptr = active_model(str(tmp_path / "models"), "cam")
+    assert read(path) == v1 and ptr["version"] == "1.0"
+    assert reloads == [("cam", path)]
+    cloud.deploy("cam", "detector", "2.0", data=v2)
+    assert a.cycle()["ok"]
+    path, ptr = active_model(str(tmp_path / "models"), "cam")
+    assert read(path) == v2
+    # The old version is cleaned up once the deployment is done.
+    assert sorted(os.listdir(str(tmp_path / "models" / "cam"))) == sorted(
+        ["current.json", hashlib.sha1(v2).hexdigest()])
+    # The application's inference hook feeds the next heartbeat's ModelMetrics.
+    assert a.record_inference("cam", latency_ms=12.5)
+    assert a.cycle()["ok"]
+    model = cloud.heartbeats()[-1]["body"]["Models"][0]
+    counts = dict((m["MetricName"], m["Value"]) for m in model["ModelMetrics"])
+    assert counts["inference-count"] == 1.0 and counts["latency-max-ms"] == 12.5
+    d3 = cloud.deploy("cam", "detector", "2.0", undeploy=True)
+    assert a.cycle()["ok"]
+    assert active_model(str(tmp_path / "models"), "cam") == (None, None)
+    assert results_by_name(cloud)[d3["DeploymentName"]]["DeploymentStatus"] == "SUCCESS"
+    assert not os.path.exists(str(tmp_path / "models" / "cam"))
+
+
+def test_cpython_restart_repairs_pointer_and_drops_partial(local_cloud, tmp_path):
+    from edgecore_ports.mp_agent import POINTER, active_model
+
+    cloud = local_cloud
+    v1 = os.urandom(3000)
+    cloud.deploy("cam", "detector", "1.0", data=v1)
+    a = make_agent(cloud, tmp_path)
+    assert a.cycle()["ok"]
+    base = tmp_path / "models" / "cam"
+    # A power cut mid-switch on FAT: only the pointer's .tmp survived; and a partial
+    # download of another version was left behind.
+    os.rename(str(base / POINTER), str(base / (POINTER + ".tmp")))
+    (base / ("f" * 40 + ".tmp")).mkdir()
+    assert active_model(str(tmp_path / "models"), "cam")[1]["version"] == "1.0"
+    b = make_agent(cloud, tmp_path)
+    b.start()
+    assert not (base / ("f" * 40 + ".tmp")).exists()
+    path, ptr = active_model(str(tmp_path / "models"), "cam")
+    assert read(path) == v1
+    # A pointer that disagrees with the saved state is rewritten from the state.
+    (base / POINTER).write_text(json.dumps({"sha1": "0" * 40, "file": "x"}))
+    c = make_agent(cloud, tmp_path)
+    c.start()
+    assert active_model(str(tmp_path / "models"), "cam")[1]["sha1"] == hashlib.sha1(v1).hexdigest()
+
+
+def test_config_errors_name_the_field():
+    from edgecore_ports.mp_agent import ConfigError, load_config
+
+    good = {"device_name": "d", "fleet_name": "f", "region": "us-west-2", "model_dir": "/m",
+            "state_dir": "/s", "credentials": {"access_key_id": "A", "secret_access_key": "S"}}
+    assert load_config(good)["heartbeat_interval"] == 60
+    for field, value in (("region", ""), ("credentials", {}), ("endpoint_url", "ftp://x"),
+                         ("heartbeat_interval", 0), ("s3_addressing_style", "odd")):
+        doc = dict(good)
+        doc[field] = value
+        with pytest.raises(ConfigError) as info:
+            load_config(doc)
+        assert info.value.field == field
+        assert "S" not in str(info.value).split(":")[-1] or field != "credentials"
+
+
+
+def test_cpython_unreachable_endpoint_is_reported_not_raised(local_cloud, tmp_path):
+    import socket
+
+    from edgecore_ports.mp_agent import Agent
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    config = local_cloud.agent_config(str(tmp_path / "models"), str(tmp_path / "state"),
+                                      endpoint_url="http://127.0.0.1:%d" % port, max_retries=1)
+    a = Agent(config, log=lambda *a, **k: None, sleep=lambda s: None)
+    report = a.cycle()
+    assert not report["ok"]
+    assert report["errors"][0].startswith("GetDeployments: ")
+    assert report["errors"][-1].startswith("SendHeartbeat: ")
+    assert a.state["heartbeat_failures"] == 1
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-v", "-s"]))
