@@ -159,6 +159,7 @@ def report(cloud, deployment, model_path, heartbeat, runs):
                                    deployment["FailureHandlingPolicy"]),
         "  model:        handle %s, name %s, version %s" % (
             definition["ModelHandle"], definition["ModelName"], definition["ModelVersion"]),
+        "  reported:     %s" % reported_model(heartbeat["body"], definition),
         "  artifact:     %s (%d bytes)" % (definition["S3Url"], size),
         "  checksum:     %s %s (verified on disk)" % (
             definition["Checksum"]["Type"], definition["Checksum"]["Sum"]),
@@ -179,6 +180,19 @@ def report(cloud, deployment, model_path, heartbeat, runs):
     result = json.dumps(body.get("DeploymentResult"), indent=2, sort_keys=True)
     lines += ["      " + line for line in result.splitlines()]
     print("\n".join(lines))
+
+
+def reported_model(body, definition):
+    """What the cloud recorded from the device's heartbeat for the deployed model: its
+    name and version there (the agent reads them from the artifact's S3 metadata, which
+    the cloud's deploy sets), compared with what was deployed."""
+    for model in body.get("Models") or []:
+        if model.get("ModelName") == definition["ModelName"]:
+            version = model.get("ModelVersion")
+            same = version == definition["ModelVersion"]
+            return "name %s, version %s (heartbeat Models%s)" % (
+                model["ModelName"], version, "" if same else "; NOT the deployed version")
+    return "the heartbeat lists no model named %s" % definition["ModelName"]
 
 
 def _number(value):
@@ -203,7 +217,7 @@ def run_demo(workdir, max_runs=5, model_size=64 * 1024, agent_cmd=None, s3=None)
         sha1 = definition["Checksum"]["Sum"]
         with open(config_path) as f:
             model_dir = json.load(f)["model_dir"]
-        step("deployed %s v%s as %s (%s)" % (MODEL_NAME, MODEL_VERSION,
+        step("deployed %s v%s as %s (%s)" % (definition["ModelName"], definition["ModelVersion"],
                                              deployment["DeploymentName"], definition["S3Url"]))
 
         def is_done():

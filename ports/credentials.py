@@ -112,13 +112,22 @@ class IotCredentialsError(CredentialsError):
 
 
 class IotTransportError(IotCredentialsError, TransportError):
-    """The request did not complete: connection, timeout, TLS (incl. mutual TLS) failure."""
+    """The request did not complete: connection, timeout, TLS (incl. mutual TLS) failure.
+
+    ``retryable`` is False when TLS refused a certificate (``tls_reason`` says which,
+    e.g. ``TLSV1_ALERT_UNKNOWN_CA``): the same files would be refused again, so the agent
+    reports it at once instead of backing off like after a network blip.
+    """
 
     retryable = True
+    tls_reason = None
 
-    def __init__(self, endpoint, role_alias, detail):
+    def __init__(self, endpoint, role_alias, detail, tls_reason=None):
         super().__init__("%s: request failed: %s" % (IOT_OPERATION, detail))
         self._where(endpoint, role_alias)
+        if tls_reason is not None:
+            self.tls_reason = tls_reason
+            self.retryable = False
 
 
 class IotEndpointError(IotCredentialsError, ClientError):
@@ -158,8 +167,8 @@ def _printable(text, limit=256):
     return out + ("..." if len(text) > limit else "")
 
 
-def _innermost(exc):
-    """``Type: message`` of the root cause under requests' and urllib3's wrappers."""
+def _root_cause(exc):
+    """The exception under requests' and urllib3's wrappers (e.g. the ssl.SSLError)."""
     for _ in range(8):
         inner = getattr(exc, "reason", None)
         if not isinstance(inner, BaseException):
@@ -168,7 +177,43 @@ def _innermost(exc):
         if inner is None:
             break
         exc = inner
+    return exc
+
+
+def _describe(exc):
     return "%s: %s" % (type(exc).__name__, _printable(str(exc), 300))
+
+
+# OpenSSL reasons meaning "this certificate/key/CA is refused": a retry with the same
+# files gets the same answer. Values: what the device owner should check.
+_CERT_REJECTIONS = {
+    # The endpoint does not know the CA that issued the device certificate
+    # (at AWS IoT: the certificate is not registered, or inactive).
+    "TLSV1_ALERT_UNKNOWN_CA": "the endpoint does not trust the device certificate",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "the endpoint refused the device certificate",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "the endpoint refused the device certificate",
+    "SSLV3_ALERT_CERTIFICATE_REVOKED": "the device certificate is revoked",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "the endpoint says the device certificate expired",
+    "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE": "the endpoint refused the device certificate",
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "the endpoint requires a device certificate",
+    # Ours: the server's certificate does not chain to `ca` (or the clock is wrong).
+    "CERTIFICATE_VERIFY_FAILED": "the endpoint's certificate is not trusted by the configured "
+    "ca (or the device clock is wrong)",
+    # Loading cert + key: the key is not the certificate's.
+    "KEY_VALUES_MISMATCH": "the private key does not belong to the device certificate",
+}
+
+
+def _cert_rejection(exc):
+    """The OpenSSL reason of a certificate/key rejection in `exc` (a root cause), or None."""
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, str) and reason in _CERT_REJECTIONS:
+        return reason
+    text = str(exc)
+    for name in _CERT_REJECTIONS:  # e.g. a wrapper that kept the text only
+        if name in text or name.lower().replace("_", " ") in text:
+            return name
+    return None
 
 
 def _need_str(source, field, value, optional=False):
@@ -542,7 +587,15 @@ class IotCredentialsProvider(RefreshingProvider):
                             )
                     return resp.status_code, resp.headers, bytes(body)
         except (requests.RequestException, OSError, ValueError) as exc:
-            if isinstance(exc, requests.exceptions.SSLError):
+            root = _root_cause(exc)
+            rejected = _cert_rejection(root)
+            if rejected is not None:
+                what = "TLS handshake failed: %s (cert %s, ca %s); not retried" % (
+                    _CERT_REJECTIONS[rejected],
+                    self.cert,
+                    self.ca or "system store",
+                )
+            elif isinstance(exc, requests.exceptions.SSLError):
                 what = "TLS handshake failed (server not trusted, or client certificate refused)"
             elif isinstance(exc, requests.exceptions.Timeout):
                 what = "timed out"
@@ -550,7 +603,7 @@ class IotCredentialsProvider(RefreshingProvider):
                 what = "connection failed"
             # ssl/socket messages carry host, paths and the TLS reason -- never a key.
             raise IotTransportError(
-                self.endpoint, self.role_alias, "%s: %s" % (what, _innermost(exc))
+                self.endpoint, self.role_alias, "%s: %s" % (what, _describe(root)), rejected
             ) from None
 
     def _endpoint_error(self, status, headers, body):
@@ -623,15 +676,21 @@ class IotCredentialsProvider(RefreshingProvider):
 # --------------------------------------------------------------------------- resolution
 
 
-def _from_config_static(conf):
-    source = 'config["credentials"]'
+def _check_object(name, conf, keys):
+    """config[name] must be an object with only `keys`; returns its source label."""
+    source = 'config["%s"]' % name
     if not isinstance(conf, dict):
-        raise CredentialsConfigError(source, "credentials", "expected an object")
-    unknown = sorted(k for k in conf if k not in _CONFIG_STATIC_KEYS)
+        raise CredentialsConfigError(source, name, "expected an object")
+    unknown = sorted(k for k in conf if k not in keys)
     if unknown:
         raise CredentialsConfigError(
-            source, unknown[0], "unknown key (expected %s)" % ", ".join(_CONFIG_STATIC_KEYS)
+            source, unknown[0], "unknown key (expected %s)" % ", ".join(keys)
         )
+    return source
+
+
+def _from_config_static(conf):
+    source = _check_object("credentials", conf, _CONFIG_STATIC_KEYS)
     access = _need_str(source, "access_key_id", conf.get("access_key_id"))
     secret = _need_str(source, "secret_access_key", conf.get("secret_access_key"))
     token = _need_str(source, "session_token", conf.get("session_token"), optional=True)
@@ -639,14 +698,7 @@ def _from_config_static(conf):
 
 
 def _from_config_iot(conf, clock, rng, proxy):
-    source = 'config["iot"]'
-    if not isinstance(conf, dict):
-        raise CredentialsConfigError(source, "iot", "expected an object")
-    unknown = sorted(k for k in conf if k not in _IOT_KEYS)
-    if unknown:
-        raise CredentialsConfigError(
-            source, unknown[0], "unknown key (expected %s)" % ", ".join(_IOT_KEYS)
-        )
+    source = _check_object("iot", conf, _IOT_KEYS)
     endpoint = _need_str(source, "endpoint", conf.get("endpoint"))
     if "/" in endpoint or ":" in endpoint or " " in endpoint:
         raise CredentialsConfigError(

@@ -24,7 +24,10 @@ never below the floor saved with the state); a request rejected as skewed correc
 offset from the response's ``Date`` header and is retried once.
 
 Retries: throttling, 5xx and network errors are retried with exponential backoff and
-full jitter (``agent.Backoff``), capped by ``max_retries`` and ``retry_time_budget``;
+full jitter (``agent.Backoff``), capped by ``max_retries`` and ``retry_time_budget``,
+unless the error says ``retryable = False`` (e.g. a device certificate the IoT
+credentials endpoint refuses: retrying cannot help). A credentials provider failure is
+reported as ``credentials: ...``; a final one ends the cycle (nothing can be signed);
 a download cut short resumes with a ``Range`` request (hashing only the new bytes) and
 starts over if the server answers 200. Free space (``Content-Length`` of the GET +
 ``free_space_reserve_bytes``) is checked before the first byte is written.
@@ -383,9 +386,18 @@ class Runner:
         """The agent's notion of now: signing time (offset-corrected, floored)."""
         return agent.signing_time(self.port.clock(), self.state or {})
 
-    def _creds(self):
+    def _creds(self, now=None):
+        """The credentials to sign with now. A provider's failure is marked
+        ``from_credentials`` so a report can say it is a credentials problem, not the
+        service's answer (see ``describe_error``)."""
         c = self.credentials
-        return c.get(self.now()) if hasattr(c, "get") else c
+        if not hasattr(c, "get"):
+            return c
+        try:
+            return c.get(self.now() if now is None else now)
+        except EdgecoreError as exc:
+            exc.from_credentials = True
+            raise
 
     def _invalidate(self):
         if hasattr(self.credentials, "invalidate"):
@@ -403,7 +415,7 @@ class Runner:
 
             self._client = Client(
                 self.config["region"],
-                self.credentials,
+                _RunnerCredentials(self),
                 endpoint_url=self.config["endpoint_url"],
                 transport=self._transport,
                 clock=self.now,
@@ -675,6 +687,11 @@ class Runner:
                     # Keep what was received: the next attempt asks for the rest (Range).
                     part.close()
                     reason = "GET %s: %s" % (where, self._describe(exc))
+                    if getattr(exc, "retryable", None) is False:  # e.g. a refused certificate
+                        self.log(
+                            "error", "download.failed", handle=handle, url=where, reason=reason
+                        )
+                        return agent.failed(reason)
                     if isinstance(exc, OSError) and exc.errno in (28, 122):  # ENOSPC, EDQUOT
                         self.log(
                             "error", "download.failed", handle=handle, url=where, reason=reason
@@ -823,7 +840,9 @@ class Runner:
 
     def call(self, operation, **params):
         """A Client call with retries (throttling/5xx/network), one clock correction
-        on a skew rejection and one credentials refresh on an expired token."""
+        on a skew rejection and one credentials refresh on an expired token. An error
+        whose ``retryable`` attribute is False (e.g. a device certificate the IoT
+        credentials endpoint refuses) is raised at once, whatever its type."""
         backoff = agent.Backoff(
             self.port.monotonic(), self.config["max_retries"], self.config["retry_time_budget"]
         )
@@ -832,26 +851,27 @@ class Runner:
             self._last_date = None
             try:
                 return getattr(self.client, operation)(**params)
-            except ClientError as exc:
-                if (
-                    agent.is_skew_error(exc.code, exc.message)
-                    and not fixed_clock
-                    and self._fix_clock(self._last_date)
-                ):
-                    fixed_clock = True
-                    continue
-                if (
-                    exc.code
-                    in ("ExpiredTokenException", "ExpiredToken", "UnrecognizedClientException")
-                    and not fixed_creds
-                ):
-                    fixed_creds = True
-                    self._invalidate()
-                    continue
-                if not (wire.is_retryable(exc) or agent.is_retryable(exc.code, exc.status)):
+            except (ClientError, TransportError, ResponseParseError) as exc:
+                if getattr(exc, "retryable", None) is False:
                     raise
-                last = exc
-            except (TransportError, ResponseParseError) as exc:
+                if isinstance(exc, ClientError):
+                    if (
+                        agent.is_skew_error(exc.code, exc.message)
+                        and not fixed_clock
+                        and self._fix_clock(self._last_date)
+                    ):
+                        fixed_clock = True
+                        continue
+                    if (
+                        exc.code
+                        in ("ExpiredTokenException", "ExpiredToken", "UnrecognizedClientException")
+                        and not fixed_creds
+                    ):
+                        fixed_creds = True
+                        self._invalidate()
+                        continue
+                    if not (wire.is_retryable(exc) or agent.is_retryable(exc.code, exc.status)):
+                        raise
                 last = exc
             delay = backoff.delay(self.port.monotonic(), self.rand)
             if delay is None:
@@ -999,8 +1019,14 @@ class Runner:
             )
         except EdgecoreError as exc:
             report["ok"] = False
-            report["errors"].append("GetDeployments: %s" % (exc,))
+            report["errors"].append(describe_error("GetDeployments", exc))
             self.log("error", "poll.failed", reason=str(exc))
+            if getattr(exc, "from_credentials", False) and getattr(exc, "retryable", None) is False:
+                # Nothing can be signed (downloads, heartbeats) until the credentials are
+                # fixed: an interrupted deployment waits instead of failing for a reason
+                # not its own, and the refused certificate is not presented again.
+                self.log("error", "cycle.skipped", reason="credentials unavailable")
+                return report
         else:
             with self._locked():
                 ignored = agent.plan(self.state, result, self.now())
@@ -1016,7 +1042,7 @@ class Runner:
                 self.heartbeat()
             except EdgecoreError as exc:
                 report["ok"] = False
-                report["errors"].append("SendHeartbeat: %s" % (exc,))
+                report["errors"].append(describe_error("SendHeartbeat", exc))
                 self.log("error", "heartbeat.failed", reason=str(exc))
                 break
             if not self.state["pending"]:
@@ -1053,6 +1079,25 @@ class Runner:
                 sample_time=sample_time,
                 now=self.now(),
             )
+
+
+def describe_error(operation, exc):
+    """One entry of a cycle report's errors: ``"<Operation>: <error>"``, or
+    ``"credentials: <error>"`` when the credentials provider failed (no request was sent)."""
+    if getattr(exc, "from_credentials", False):
+        return "credentials: %s" % (exc,)
+    return "%s: %s" % (operation, exc)
+
+
+class _RunnerCredentials:
+    """The provider the runner's Client signs with: the runner's own ``_creds``, so a
+    provider failure inside a Client call is marked as one."""
+
+    def __init__(self, runner):
+        self._runner = runner
+
+    def get(self, now=None):
+        return self._runner._creds(now)
 
 
 class _NoLock:

@@ -7,9 +7,14 @@
 - local_cloud_factory (function): start(**kwargs) -> LocalCloud for tests that need
   options (temporary_key=True, clock=..., another device...); all stopped after the test.
 - agent_config_file (function): (path, dict) of an agent config JSON for local_cloud.
+- agent_env (function): the environment for an agent subprocess (credentials from its
+  config only, this source tree importable); see edgecore_tools.demo.agent_env.
+- run_cli (function): run(args, timeout=120) -> CompletedProcess of
+  ``python -m edgecore_tools.cli ARGS`` in agent_env (text output captured).
 """
 
 import os
+import subprocess
 import sys
 
 import pytest
@@ -66,3 +71,24 @@ def agent_config_file(local_cloud, tmp_path):
     with os.fdopen(fd, "w") as f:
         json.dump(config, f, indent=2)
     return str(path), config
+
+
+@pytest.fixture
+def agent_env():
+    from edgecore_tools.demo import agent_env
+
+    return agent_env()
+
+
+@pytest.fixture
+def run_cli(agent_env):
+    def run(args, timeout=120):
+        return subprocess.run(
+            [sys.executable, "-m", "edgecore_tools.cli"] + list(args),
+            capture_output=True,
+            text=True,
+            env=agent_env,
+            timeout=timeout,
+        )
+
+    return run

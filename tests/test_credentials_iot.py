@@ -1,29 +1,25 @@
 """The AWS IoT credentials provider against a real mutual-TLS endpoint on 127.0.0.1.
 
-A CA, a server certificate (127.0.0.1 / localhost) and device certificates are made
-with ``cryptography`` once per module (EC P-256: fast). The server requires a client
-certificate from that CA and answers like the IoT credentials endpoint. CPython only.
+The PKI (a CA with a server certificate for 127.0.0.1 / localhost, device certificates;
+EC P-256) and the TLS server (handshake per connection, the TLS alert delivered to a
+refused client) are the local cloud's (``edgecore_tools.localcloud.iot``); the handler
+here answers like the IoT credentials endpoint, with failure modes on demand. CPython only.
 """
 
-import datetime
 import http.server
 import json
 import logging
 import os
-import ssl
 import threading
 import time
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec as ec_keys
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgecore.errors import ClientError, EdgecoreError, ResponseParseError, TransportError
 from edgecore_ports import credentials as ec
+from edgecore_tools.localcloud.iot import Pki, TlsServer
 
 THING = "edge-device-01"
 ALIAS = "EdgeRoleAlias"
@@ -31,86 +27,17 @@ SECRET = "iotSeCrEtKeY/abc+123"
 TOKEN = "iotSeSsIoNtOkEn//zz=="
 
 
-# --------------------------------------------------------------------------- PKI
-
-
-def _key():
-    return ec_keys.generate_private_key(ec_keys.SECP256R1())
-
-
-def _cert(subject_cn, key, issuer_cert=None, issuer_key=None, ca=False, san=None, eku=None):
-    now = datetime.datetime.now(datetime.timezone.utc)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_cn)])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer_cert.subject if issuer_cert else name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
-        ).add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-    else:
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), False
-        )
-    if san:
-        builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
-    if eku:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
-    return builder.sign(issuer_key or key, hashes.SHA256())
-
-
-def _write(directory, name, cert, key=None):
-    cert_path = directory / (name + ".pem")
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    if key is None:
-        return str(cert_path)
-    key_path = directory / (name + ".key")
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(cert_path), str(key_path)
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
     d = tmp_path_factory.mktemp("pki")
-    ca_key = _key()
-    ca = _cert("edgecore test CA", ca_key, ca=True)
-    server_key = _key()
-    server = _cert(
-        "localhost",
-        server_key,
-        ca,
-        ca_key,
-        san=[
-            x509.DNSName("localhost"),
-            x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1")),
-        ],
-        eku=[ExtendedKeyUsageOID.SERVER_AUTH],
-    )
-    device_key = _key()
-    device = _cert(THING, device_key, ca, ca_key, eku=[ExtendedKeyUsageOID.CLIENT_AUTH])
-    rogue_ca_key = _key()
-    rogue_ca = _cert("rogue CA", rogue_ca_key, ca=True)
-    rogue_key = _key()
-    rogue = _cert(THING, rogue_key, rogue_ca, rogue_ca_key, eku=[ExtendedKeyUsageOID.CLIENT_AUTH])
+    ours = Pki.create(d / "ours", name="edgecore test CA")
+    rogue = Pki.create(d / "rogue", name="rogue CA")
     paths = {
-        "ca": _write(d, "ca", ca),
-        "server": _write(d, "server", server, server_key),
-        "device": _write(d, "device", device, device_key),
-        "rogue_ca": _write(d, "rogue_ca", rogue_ca),
-        "rogue": _write(d, "rogue", rogue, rogue_key),
+        "pki": ours,
+        "ca": ours.ca_path,
+        "device": ours.device(THING),
+        "rogue_ca": rogue.ca_path,
+        "rogue": rogue.device(THING),  # same thing name, from a CA the server does not know
     }
     # The device certificate with a key that is not its own.
     paths["mismatched"] = (paths["device"][0], paths["rogue"][1])
@@ -179,12 +106,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-class MtlsServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
+class MtlsServer(TlsServer):
+    """The local cloud's mTLS server with this module's Handler and test hooks."""
 
     def __init__(self, context):
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.context = context
+        super().__init__(context, Handler, on_handshake_failure=self._handshake_failed)
         self.modes = []
         self.seen = []
         self.handshake_errors = []
@@ -192,32 +118,18 @@ class MtlsServer(http.server.ThreadingHTTPServer):
         self.issued = 0
         self.lifetime = 3600
 
-    def finish_request(self, request, client_address):
-        # The TLS handshake runs in the per-connection thread, not in accept().
-        try:
-            tls = self.context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError) as exc:
-            self.handshake_errors.append(exc)
-            self.handshake_failed.set()
-            return
-        self.RequestHandlerClass(tls, client_address, self)
+    def _handshake_failed(self, exc):
+        self.handshake_errors.append(exc)
+        self.handshake_failed.set()
 
 
 @pytest.fixture()
 def server(pki):
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.verify_mode = ssl.CERT_REQUIRED
-    context.load_verify_locations(pki["ca"])
-    context.load_cert_chain(*pki["server"])
-    srv = MtlsServer(context)
-    thread = threading.Thread(target=srv.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
+    srv = MtlsServer(pki["pki"].server_context()).start_background(poll_interval=0.02)
     try:
         yield srv
     finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(5)
+        srv.stop()
 
 
 def iot_config(pki, server, **overrides):
@@ -294,8 +206,12 @@ def test_client_without_trusted_device_cert_is_rejected(pki, server):
         p.get()
     exc = info.value
     assert isinstance(exc, TransportError) and isinstance(exc, ec.CredentialsError)
-    assert exc.retryable and exc.endpoint == "localhost" and exc.role_alias == ALIAS
+    assert exc.endpoint == "localhost" and exc.role_alias == ALIAS
+    # Refused by TLS: the same certificate would be refused again, so not retryable.
+    assert exc.retryable is False and exc.tls_reason == "TLSV1_ALERT_UNKNOWN_CA"
     assert "AssumeRoleWithCertificate" in str(exc)
+    assert "tlsv1 alert unknown ca" in str(exc) and "not retried" in str(exc)
+    assert pki["rogue"][0] in str(exc)  # which certificate was refused
     # The client may see the refusal before the server thread has recorded it.
     assert server.handshake_failed.wait(10)
     assert "certificate" in str(server.handshake_errors[0]) and not server.seen
@@ -309,7 +225,9 @@ def test_client_presenting_no_certificate_is_rejected(pki, server):
     )
     with pytest.raises(ec.IotTransportError) as info:
         p.get()
-    assert info.value.retryable
+    assert info.value.retryable is False
+    assert info.value.tls_reason == "TLSV13_ALERT_CERTIFICATE_REQUIRED"
+    assert "requires a device certificate" in str(info.value)
     assert server.handshake_failed.wait(10)
     assert "certificate" in str(server.handshake_errors[0]) and not server.seen
 
@@ -320,6 +238,21 @@ def test_key_not_matching_cert_is_typed(pki, server):
         p.get()
     assert_no_secrets(str(info.value))
     assert not server.seen
+    assert info.value.retryable is False and info.value.tls_reason == "KEY_VALUES_MISMATCH"
+    assert "private key does not belong to the device certificate" in str(info.value)
+
+
+def test_certificate_rejections_are_recognised_by_reason_or_text():
+    import ssl
+
+    rejected = ssl.SSLError(1, "[SSL: SSLV3_ALERT_BAD_CERTIFICATE] sslv3 alert bad certificate")
+    rejected.reason = "SSLV3_ALERT_BAD_CERTIFICATE"
+    assert ec._cert_rejection(rejected) == "SSLV3_ALERT_BAD_CERTIFICATE"
+    # A wrapper that kept only the text.
+    text = OSError("TLS error: tlsv1 alert unknown ca")
+    assert ec._cert_rejection(text) == "TLSV1_ALERT_UNKNOWN_CA"
+    for other in (ConnectionResetError(104, "Connection reset by peer"), TimeoutError()):
+        assert ec._cert_rejection(other) is None
 
 
 def test_wrong_thing_name_is_403(pki, server):
@@ -415,11 +348,14 @@ def test_server_ca_mismatch_is_typed(pki, server):
         p.get()
     assert "certificate verify failed" in str(info.value)
     assert not server.seen
+    assert info.value.retryable is False
+    assert info.value.tls_reason == "CERTIFICATE_VERIFY_FAILED"
     # Without a ca the system store is used, which does not know the test CA either.
     conf = iot_config(pki, server)
     del conf["ca"]
-    with pytest.raises(ec.IotTransportError):
+    with pytest.raises(ec.IotTransportError) as info:
         ec.provider_from_config({"iot": conf}, environ={}).get()
+    assert info.value.retryable is False and "system store" in str(info.value)
 
 
 def test_connection_refused_is_typed(pki, server):
@@ -428,7 +364,7 @@ def test_connection_refused_is_typed(pki, server):
     server.server_close()
     with pytest.raises(ec.IotTransportError) as info:
         provider(pki, server, port=port).get()
-    assert info.value.retryable
+    assert info.value.retryable and info.value.tls_reason is None
 
 
 def test_refresh_failure_with_valid_cache_returns_cached(pki, server, caplog):

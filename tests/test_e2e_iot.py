@@ -8,9 +8,6 @@ them. The "revoked early" cases leave the clock alone and let the cloud end the 
 """
 
 import json
-import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -20,10 +17,8 @@ from edgecore.credentials import Credentials
 from edgecore.errors import ClientError
 from edgecore_ports import load_port
 from edgecore_ports.runner import Runner, load_config
-from edgecore_tools.localcloud import sigcheck
 from edgecore_tools.localcloud.iot import IotCredentialsEndpoint, Pki
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 THING = "edge-thing-1"
 
 
@@ -49,28 +44,6 @@ class ClockedPort:
 
     def __getattr__(self, name):
         return getattr(self._port, name)
-
-
-@pytest.fixture
-def signers(monkeypatch):
-    """Every request the edge endpoint authenticated: (path, access key id, error code
-    or None), in order. Taken at sigcheck.verify, the endpoint's only gate."""
-    seen = []
-    real = sigcheck.verify
-
-    def spy(method, raw_path, headers, *args, **kwargs):
-        auth = sigcheck._header(headers, "authorization") or ""
-        akid = auth.partition("Credential=")[2].partition("/")[0] or None
-        try:
-            verified = real(method, raw_path, headers, *args, **kwargs)
-        except sigcheck.AuthError as exc:
-            seen.append((raw_path, akid, exc.code))
-            raise
-        seen.append((raw_path, verified.key.access_key, None))
-        return verified
-
-    monkeypatch.setattr(sigcheck, "verify", spy)
-    return seen
 
 
 @pytest.fixture
@@ -103,12 +76,18 @@ def active_bytes(tmp_path, handle):
     return files[0].read_bytes()
 
 
-def keys_used(signers, operation, ok=True):
-    return [akid for path, akid, err in signers
-            if path == "/" + operation and (err is None) == ok]
+def heartbeat_keys(cloud):
+    """The access key that signed each heartbeat the cloud accepted, in order."""
+    return [hb["access_key_id"] for hb in cloud.heartbeats()]
 
 
-def test_expired_iot_credentials_are_refreshed(iot_cloud, tmp_path, signers):
+def calls(cloud, operation, start=0):
+    """(access key, error code or None) of each `operation` request since `start`."""
+    return [(r["access_key_id"], r["error"]) for r in cloud.requests()[start:]
+            if r["operation"] == operation]
+
+
+def test_expired_iot_credentials_are_refreshed(iot_cloud, tmp_path):
     cloud, iot, clock = iot_cloud
     cert, key = iot.provision(THING)
     runner = make_runner(cloud, iot, clock, tmp_path, cert, key)
@@ -129,7 +108,7 @@ def test_expired_iot_credentials_are_refreshed(iot_cloud, tmp_path, signers):
                clock=clock).get_device_registration(DeviceName=cloud.device_name,
                                                     DeviceFleetName=cloud.fleet_name)
     assert info.value.code == "ExpiredTokenException"
-    mark = len(signers)
+    mark = len(cloud.requests())
 
     cloud.deploy("cam", "detector", "2.0", data=v2)
     report = runner.cycle()
@@ -139,16 +118,16 @@ def test_expired_iot_credentials_are_refreshed(iot_cloud, tmp_path, signers):
     key2 = iot.minted[1]["access_key_id"]
     assert key2 != key1
     # Refreshed before use: the agent never sent the expired key.
-    assert [s for s in signers[mark:] if s[2] is not None] == []
-    assert set(keys_used(signers[mark:], "GetDeployments")) == {key2}
+    assert [r for r in cloud.requests()[mark:] if r["error"] is not None] == []
+    assert calls(cloud, "GetDeployments", mark) == [(key2, None)]
     # The cloud accepted heartbeats signed with each key.
-    assert keys_used(signers, "SendHeartbeat") == [key1, key2]
+    assert heartbeat_keys(cloud) == [key1, key2]
     hb = cloud.heartbeats()
     assert hb[-1]["body"]["DeploymentResult"]["DeploymentStatus"] == "SUCCESS"
     assert runner.credentials.get(clock()).access_key == key2
 
 
-def test_key_revoked_early_gives_expired_token_then_refresh(iot_cloud, tmp_path, signers):
+def test_key_revoked_early_gives_expired_token_then_refresh(iot_cloud, tmp_path):
     cloud, iot, clock = iot_cloud
     cert, key = iot.provision(THING)
     runner = make_runner(cloud, iot, clock, tmp_path, cert, key)
@@ -159,29 +138,20 @@ def test_key_revoked_early_gives_expired_token_then_refresh(iot_cloud, tmp_path,
     assert report["ok"], report
     assert len(iot.minted) == 2
     key2 = iot.minted[1]["access_key_id"]
-    polls = [(akid, err) for path, akid, err in signers if path == "/GetDeployments"]
-    assert polls == [(key1, None), (key1, "ExpiredTokenException"), (key2, None)]
-    assert keys_used(signers, "SendHeartbeat") == [key1, key2]
+    assert calls(cloud, "GetDeployments") == [
+        (key1, None), (key1, "ExpiredTokenException"), (key2, None)
+    ]
+    assert heartbeat_keys(cloud) == [key1, key2]
     assert not any(e == "api.retry" for e, _ in runner.events)  # refreshed, not backed off
 
 
 # --------------------------------------------------------------------------- CLI
 
 
-def agent_env():
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
-    return env
-
-
-def run_once(config, tmp_path):
+def run_once(run_cli, config, tmp_path):
     path = tmp_path / "agent.json"
     path.write_text(json.dumps(config))
-    return subprocess.run(
-        [sys.executable, "-m", "edgecore_tools.cli", "run", "--config", str(path), "--once"],
-        capture_output=True, text=True, env=agent_env(), timeout=120,
-    )
+    return run_cli(["run", "--config", str(path), "--once"])
 
 
 def assert_no_secrets(text, cloud, key_path):
@@ -197,7 +167,7 @@ def assert_no_secrets(text, cloud, key_path):
             assert record.session_token not in text
 
 
-def test_cli_cached_key_revoked_then_refreshed(local_cloud, tmp_path, signers):
+def test_cli_cached_key_revoked_then_refreshed(local_cloud, tmp_path, run_cli):
     """`edgecore run --once` twice with a credentials cache file: the second run starts
     from the cached key, which the cloud has ended meanwhile; it refreshes and succeeds."""
     cloud = local_cloud
@@ -207,38 +177,48 @@ def test_cli_cached_key_revoked_then_refreshed(local_cloud, tmp_path, signers):
         config = iot.agent_config(tmp_path / "models", tmp_path / "state", THING, cert, key,
                                   iot_extra={"cache_file": str(cache)})
         cloud.deploy("cam", "detector", "1.0", data=b"m" * 5000)
-        first = run_once(config, tmp_path)
+        first = run_once(run_cli, config, tmp_path)
         assert first.returncode == 0, first.stderr
         assert len(iot.minted) == 1 and cache.exists()
         key1 = iot.minted[0]["access_key_id"]
         iot.expire(key1)
-        second = run_once(config, tmp_path)
+        second = run_once(run_cli, config, tmp_path)
         assert second.returncode == 0, second.stderr
         assert len(iot.minted) == 2
         key2 = iot.minted[1]["access_key_id"]
-        assert keys_used(signers, "SendHeartbeat") == [key1, key2]
-        assert (key1, "ExpiredTokenException") in [(a, e) for _, a, e in signers]
+        assert heartbeat_keys(cloud) == [key1, key2]
+        assert (key1, "ExpiredTokenException") in calls(cloud, "GetDeployments")
         for out in (first.stderr, second.stderr):
             assert_no_secrets(out, cloud, key)
             for line in out.strip().splitlines():
                 json.loads(line)
 
 
-def test_cli_untrusted_device_certificate_is_a_clear_error(local_cloud, tmp_path, signers):
+def test_cli_untrusted_device_certificate_fails_fast_as_a_credentials_error(
+        local_cloud, tmp_path, run_cli):
+    """A certificate the endpoint refuses is not retried like a network blip: one TLS
+    handshake, no backoff (default max_retries/retry_time_budget), and the error says it
+    is the credentials."""
     cloud = local_cloud
     with IotCredentialsEndpoint.start(cloud, tmp_path / "pki") as iot:
         iot.provision(THING)  # the thing exists, with a certificate the device lacks
         cert, key = Pki.create(tmp_path / "rogue").device(THING)
-        config = iot.agent_config(tmp_path / "models", tmp_path / "state", THING, cert, key,
-                                  max_retries=1, retry_time_budget=5)
-        proc = run_once(config, tmp_path)
+        config = iot.agent_config(tmp_path / "models", tmp_path / "state", THING, cert, key)
+        assert "max_retries" not in config and "retry_time_budget" not in config
+        proc = run_once(run_cli, config, tmp_path)
         assert proc.returncode == 1, proc.stderr
         last = proc.stderr.strip().splitlines()[-1]
-        assert last.startswith("edgecore: error: GetDeployments: AssumeRoleWithCertificate"), last
-        assert "TLS handshake failed" in last and "client certificate" in last
+        assert last.startswith("edgecore: error: credentials: AssumeRoleWithCertificate"), last
+        assert "TLS handshake failed" in last and "device certificate" in last
         assert "alert unknown ca" in last.lower()  # the endpoint's reason reaches the user
-        assert "role alias %s" % iot.role_alias in last
-        assert "SendHeartbeat: AssumeRoleWithCertificate" in last
+        assert "role alias %s" % iot.role_alias in last and cert in last
+        assert last.count("AssumeRoleWithCertificate") == 1  # said once, not per operation
         assert_no_secrets(proc.stderr, cloud, key)
-        assert iot.handshake_event.is_set() and iot.minted == []
-        assert signers == []  # nothing reached the edge endpoint
+        events = [json.loads(line)["event"] for line in proc.stderr.strip().splitlines()[:-1]]
+        assert "api.retry" not in events and "cycle.skipped" in events
+        # Exactly one attempt reached the IoT endpoint, and it was refused in the handshake.
+        assert iot.handshake_event.wait(10)
+        assert len(iot.handshake_failures) == 1, iot.handshake_failures
+        assert "certificate" in iot.handshake_failures[0].lower()
+        assert iot.requests == [] and iot.minted == []
+        assert cloud.requests() == []  # nothing reached the edge endpoint

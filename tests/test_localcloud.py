@@ -11,12 +11,14 @@ import time
 from unittest import mock
 from urllib.parse import urlsplit
 
+import boto3
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
+from edgecore_ports import credentials as ec
 from edgecore_tools.localcloud import admin, sigcheck
 from edgecore_tools.localcloud.__main__ import main as cli_main
 
@@ -110,8 +112,11 @@ def test_the_artifact_is_in_s3_and_readable_with_the_device_key(local_cloud):
         handle="m1", data=b"\x00weights" * 100, model_name="model-a", model_version="2.0"
     )
     bucket, _, key = dep["Definitions"][0]["S3Url"][5:].partition("/")
-    body = local_cloud.s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+    obj = local_cloud.s3_client().get_object(Bucket=bucket, Key=key)
+    body = obj["Body"].read()
     assert body == b"\x00weights" * 100
+    # What the agent reports as the model's name and version (x-amz-meta-model-*).
+    assert obj["Metadata"] == {"model-name": "model-a", "model-version": "2.0"}
     assert hashlib.sha1(body).hexdigest() == dep["Definitions"][0]["Checksum"]["Sum"]
 
 
@@ -186,9 +191,16 @@ def test_heartbeats_and_results_are_stored(local_cloud):
             ],
         },
     )
-    local_cloud.edge_client().send_heartbeat(AgentVersion="0.1", **DEVICE)
+    temp = local_cloud.create_key(temporary=True, expires_in=600, s3=False)
+    local_cloud.edge_client(temp).send_heartbeat(AgentVersion="0.1", **DEVICE)
     beats = local_cloud.heartbeats()
     assert [b["device"] for b in beats] == ["test-device", "test-device"]
+    # Which key signed each one.
+    assert [b["access_key_id"] for b in beats] == [local_cloud.access_key, temp["access_key_id"]]
+    assert [(r["operation"], r["status"], r["access_key_id"]) for r in local_cloud.requests()] == [
+        ("SendHeartbeat", 200, local_cloud.access_key),
+        ("SendHeartbeat", 200, temp["access_key_id"]),
+    ]
     body = beats[0]["body"]
     assert body["AgentMetrics"] == [
         {"Dimension": "cpu", "MetricName": "load1", "Value": 0.25, "Timestamp": now}
@@ -221,6 +233,10 @@ def test_unknown_access_key(local_cloud):
     }
     assert resp["ResponseMetadata"]["HTTPStatusCode"] == 403
     assert local_cloud.heartbeats() == []
+    (req,) = local_cloud.requests()  # recorded with the key it named
+    assert (req["operation"], req["status"], req["error"], req["access_key_id"]) == (
+        "SendHeartbeat", 403, "UnrecognizedClientException", "AKIAUNKNOWN123456789"
+    )
 
 
 def test_missing_authentication(local_cloud):
@@ -235,8 +251,16 @@ def test_missing_authentication(local_cloud):
     )
 
 
-def test_stale_signature_is_expired(local_cloud):
-    then = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=6)
+@pytest.mark.parametrize(
+    "minutes, message, suffix",
+    [
+        (-6, "Signature expired: %s is now earlier than ", " - 5 min.)"),
+        (6, "Signature not yet current: %s is still later than ", " + 5 min.)"),
+    ],
+    ids=["stale", "future"],
+)
+def test_signature_outside_five_minutes_is_rejected(local_cloud, minutes, message, suffix):
+    then = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=minutes)
     status, headers, body = raw_call(local_cloud, "GetDeployments", DEVICE, when=then)
     assert_aws_error(
         status,
@@ -244,22 +268,9 @@ def test_stale_signature_is_expired(local_cloud):
         body,
         403,
         "InvalidSignatureException",
-        "Signature expired: %s is now earlier than " % then.strftime("%Y%m%dT%H%M%SZ"),
+        message % then.strftime("%Y%m%dT%H%M%SZ"),
     )
-    assert body["message"].endswith(" - 5 min.)")
-
-
-def test_future_signature_is_not_yet_current(local_cloud):
-    then = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=6)
-    status, headers, body = raw_call(local_cloud, "GetDeployments", DEVICE, when=then)
-    assert_aws_error(
-        status,
-        headers,
-        body,
-        403,
-        "InvalidSignatureException",
-        "Signature not yet current: %s is still later than " % then.strftime("%Y%m%dT%H%M%SZ"),
-    )
+    assert body["message"].endswith(suffix)
 
 
 def test_within_five_minutes_is_accepted(local_cloud):
@@ -473,26 +484,14 @@ def test_cli_add_device_deploy_and_list(tmp_path, moto_s3, capsys):
     assert cli_main(["create-key", "--db", db_path, "--device", "cam-1"]) == 0
     key = json.loads(capsys.readouterr().out)
     assert key["access_key_id"] and key["secret_access_key"]
-    assert (
-        cli_main(
-            [
-                "deploy",
-                "--db",
-                db_path,
-                "--device",
-                "cam-1",
-                "--handle",
-                "m1",
-                "--model-name",
-                "model-a",
-                "--model-version",
-                "1.0",
-                "--file",
-                str(model),
-            ]
+
+    def deploy(device):
+        return cli_main(
+            ["deploy", "--db", db_path, "--device", device, "--handle", "m1"]
+            + ["--model-name", "model-a", "--model-version", "1.0", "--file", str(model)]
         )
-        == 0
-    )
+
+    assert deploy("cam-1") == 0
     dep = json.loads(capsys.readouterr().out)
     (definition,) = dep["Definitions"]
     assert definition["Checksum"]["Sum"] == hashlib.sha1(b"cli-model").hexdigest()
@@ -503,31 +502,13 @@ def test_cli_add_device_deploy_and_list(tmp_path, moto_s3, capsys):
         Bucket="cli-test-bucket", Key=definition["S3Url"][len("s3://cli-test-bucket/") :]
     )
     assert obj["Body"].read() == b"cli-model"
+    assert obj["Metadata"] == {"model-name": "model-a", "model-version": "1.0"}
     assert cli_main(["heartbeats", "--db", db_path]) == 0
     assert json.loads(capsys.readouterr().out) == []
-    assert (
-        cli_main(
-            [
-                "deploy",
-                "--db",
-                db_path,
-                "--device",
-                "nobody",
-                "--handle",
-                "m1",
-                "--model-name",
-                "model-a",
-                "--model-version",
-                "1",
-                "--file",
-                str(model),
-            ]
-        )
-        == 2
-    )
+    assert deploy("nobody") == 2  # unknown device
 
 
-def test_cli_serve_starts_and_stops_cleanly(tmp_path):
+def test_cli_serve_with_iot_starts_provisions_and_stops_cleanly(tmp_path, capsys):
     import signal
     import subprocess
 
@@ -541,14 +522,41 @@ def test_cli_serve_starts_and_stops_cleanly(tmp_path):
             "serve",
             "--db",
             str(tmp_path / "f.db"),
+            "--iot",
         ],
         stdout=subprocess.PIPE,
         env=env,
+        text=True,
     )
     try:
         info = json.loads(proc.stdout.readline())
         assert info["endpoint_url"].startswith("http://127.0.0.1:")
         assert info["s3_endpoint_url"].startswith("http://127.0.0.1:")
+        # --iot: the IoT credentials endpoint, its CA and how to provision a thing.
+        assert info["iot_url"].startswith("https://127.0.0.1:")
+        assert info["iot_ca"] == str(tmp_path / "iot-pki" / "ca.pem")
+        howto = [proc.stdout.readline() for _ in range(4)]
+        assert info["iot_url"] in howto[0] and info["iot_ca"] in howto[0]
+        assert "provision-thing --db %s --thing THING --device DEV" % (tmp_path / "f.db") in (
+            howto[3]
+        )
+        # Follow the instructions from another process (here: this one), then fetch
+        # credentials with the agent's provider and use them on the edge endpoint.
+        db = str(tmp_path / "f.db")
+        assert cli_main(["add-device", "--db", db, "--device", "dev-9", "--fleet", "f9"]) == 0
+        capsys.readouterr()
+        assert cli_main(["provision-thing", "--db", db, "--thing", "thing-9", "--device",
+                         "dev-9"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["iot"]["ca"] == info["iot_ca"] and os.path.exists(out["iot"]["key"])
+        creds = ec.provider_from_config({"iot": out["iot"]}, environ={}).get()
+        edge = boto3.client(
+            "sagemaker-edge", endpoint_url=info["endpoint_url"], region_name="us-west-2",
+            aws_access_key_id=creds.access_key, aws_secret_access_key=creds.secret_key,
+            aws_session_token=creds.session_token,
+        )
+        got = edge.get_deployments(DeviceName="dev-9", DeviceFleetName="f9")
+        assert got["Deployments"] == []
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
     finally:
@@ -556,6 +564,32 @@ def test_cli_serve_starts_and_stops_cleanly(tmp_path):
             proc.kill()
             proc.wait()
         proc.stdout.close()
+
+
+def test_db_from_before_the_signer_column_is_upgraded(tmp_path):
+    import sqlite3
+
+    from edgecore_tools.localcloud.db import FleetDB
+
+    path = str(tmp_path / "old.db")
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE heartbeats (id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL, "
+        "fleet TEXT NOT NULL, received REAL NOT NULL, body TEXT NOT NULL)"
+    )
+    conn.execute("INSERT INTO heartbeats (device, fleet, received, body) VALUES "
+                 "('d', 'f', 1, '{}')")
+    conn.commit()
+    conn.close()
+    db = FleetDB(path)
+    try:
+        hb_id = db.add_heartbeat("d", "f", {"AgentVersion": "1"})
+        db.set_heartbeat_signer(hb_id, "AKIDNEW")
+        assert [(h["id"], h["access_key_id"]) for h in db.heartbeats()] == [
+            (1, None), (hb_id, "AKIDNEW")
+        ]
+    finally:
+        db.close()
 
 
 # --------------------------------------------------------------- the demo's cloud side
@@ -645,6 +679,7 @@ def test_demo_loop_with_a_stand_in_agent(tmp_path, capsys, moto_s3):
     assert "agent runs:   2 x" in out  # the first (failing) run was retried
     assert '"DeploymentStatus": "SUCCESS"' in out
     assert "AgentVersion fake" in out
+    assert "reported:     the heartbeat lists no model named demo-model" in out
     sha1 = hashlib.sha1((tmp_path / "work" / "model.bin").read_bytes()).hexdigest()
     assert sha1 in out
 
@@ -724,6 +759,10 @@ def test_demo_end_to_end_with_the_real_agent(tmp_path, capsys, moto_s3):
     assert "edgecore demo: SUCCESS" in out
     sha1 = hashlib.sha1((tmp_path / "work" / "model.bin").read_bytes()).hexdigest()
     assert "SHA1 %s (verified on disk)" % sha1 in out
+    # The version printed as deployed is the one the cloud recorded from the device.
+    assert "model:        handle demo-model, name demo-model, version 1.0\n" in out
+    assert "reported:     name demo-model, version 1.0 (heartbeat Models)\n" in out
+    assert '"ModelVersion": "1.0"' in out
     active = out.split("active model: ", 1)[1].split("\n", 1)[0]
     with open(active, "rb") as f:
         assert hashlib.sha1(f.read()).hexdigest() == sha1

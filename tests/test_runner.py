@@ -167,7 +167,10 @@ class Cloud:
         s.honour_range = True
         s.ranges = []
         s.clock = time.time
-        self.thread = threading.Thread(target=s.serve_forever, daemon=True)
+        # A short poll interval: stop() (shutdown) waits for one poll, in every test.
+        self.thread = threading.Thread(
+            target=s.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self.thread.start()
         self.url = "http://127.0.0.1:%d" % s.server_address[1]
         self.n = 0
@@ -264,12 +267,14 @@ class Events:
         return [e for _, e, _ in self.items]
 
 
-def make_runner(tmp_path, cloud, port=None, reload_hook=None, crash_hook=None, **extra):
+def make_runner(
+    tmp_path, cloud, port=None, reload_hook=None, crash_hook=None, credentials=CREDS, **extra
+):
     sleeps = []
     r = Runner(
         make_config(tmp_path, cloud, **extra),
         port=port or port_with(),
-        credentials=CREDS,
+        credentials=credentials,
         reload_hook=reload_hook,
         log=Events(),
         rand=lambda: 0.5,
@@ -715,3 +720,105 @@ def test_run_forever_cycles_every_interval_until_stopped(tmp_path, cloud):
     assert cloud.httpd.polls == 3
     assert len(r.sleeps) == 2 and all(0 < s <= 30 for s in r.sleeps)
     assert read_active(tmp_path, "cam") == b"one"
+
+
+class FailingProvider:
+    """A credentials provider that fails with `error` while it is set; counts calls."""
+
+    def __init__(self, error):
+        self.error = error
+        self.calls = 0
+
+    def get(self, now=None):
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        return CREDS
+
+    def invalidate(self):
+        pass
+
+
+def refused_certificate():
+    from edgecore_ports.credentials import IotTransportError
+
+    return IotTransportError(
+        "iot.example", "Alias", "TLS handshake failed: refused", "TLSV1_ALERT_UNKNOWN_CA"
+    )
+
+
+def test_refused_credentials_fail_at_once_and_skip_the_cycle(tmp_path, cloud):
+    provider = FailingProvider(refused_certificate())
+    r = make_runner(tmp_path, cloud, credentials=provider)
+    report = r.cycle()
+    assert not report["ok"]
+    # One attempt, no backoff, one error that names the credentials (not the service).
+    assert provider.calls == 1 and r.sleeps == []
+    assert len(report["errors"]) == 1
+    assert report["errors"][0].startswith("credentials: AssumeRoleWithCertificate"), report
+    assert "TLS handshake failed" in report["errors"][0]
+    assert cloud.httpd.polls == 0 and cloud.httpd.heartbeats == []
+    assert "cycle.skipped" in r.log.names() and "api.retry" not in r.log.names()
+
+
+def test_interrupted_deployment_waits_for_credentials_instead_of_failing(tmp_path, cloud):
+    data = os.urandom(200000)
+    url, sha = cloud.put("cam/m.bin", data)
+    cloud.deploy(deploy_def("cam", url, sha))
+
+    def kill_in_download(point):
+        if point == "download-chunk":
+            raise Crash(point)
+
+    with pytest.raises(Crash):
+        make_runner(tmp_path, cloud, crash_hook=kill_in_download).cycle()
+    # Restarted while the device certificate is refused: the deployment is not failed.
+    provider = FailingProvider(refused_certificate())
+    r = make_runner(tmp_path, cloud, credentials=provider)
+    assert not r.cycle()["ok"]
+    assert [d["name"] for d in r.state["queue"]] == ["dep-1"] and r.state["pending"] == []
+    assert "deployment.done" not in r.log.names() and provider.calls == 1
+    # Fixed: it resumes and succeeds.
+    provider.error = None
+    report = r.cycle()
+    assert report["ok"], report
+    assert report["results"][0]["DeploymentStatus"] == "SUCCESS"
+    assert read_active(tmp_path, "cam") == data
+
+
+def test_retryable_credentials_failure_is_retried_and_named(tmp_path, cloud):
+    from edgecore_ports.credentials import IotTransportError
+
+    provider = FailingProvider(IotTransportError("iot.example", "Alias", "connection refused"))
+    r = make_runner(tmp_path, cloud, credentials=provider)
+    report = r.cycle()
+    # max_retries=3: 4 attempts for the poll, 4 for the heartbeat, each error named once.
+    assert provider.calls == 8 and len(r.sleeps) == 6
+    assert [e.split(":", 1)[0] for e in report["errors"]] == ["credentials", "credentials"]
+    assert cloud.httpd.polls == 0
+
+
+def test_any_error_marked_not_retryable_is_raised_at_once(tmp_path, cloud):
+    from edgecore.errors import TransportError
+
+    class Http:
+        def __init__(self):
+            self.calls = 0
+
+        def transport(self, method, url, headers, body=b""):
+            self.calls += 1
+            exc = TransportError("proxy refused the request")
+            exc.retryable = not url.endswith("/GetDeployments")  # final for the poll only
+            raise exc
+
+    r = make_runner(tmp_path, cloud)
+    r.http = Http()
+    with pytest.raises(TransportError):
+        r.call("get_deployments", DeviceName="dev-1", DeviceFleetName="fleet-1")
+    assert r.http.calls == 1 and r.sleeps == []
+    report = r.cycle()  # the heartbeat's errors are not marked final: retried
+    assert report["errors"] == [
+        "GetDeployments: proxy refused the request",
+        "SendHeartbeat: proxy refused the request",
+    ]
+    assert r.http.calls == 1 + 1 + 4 and len(r.sleeps) == 3

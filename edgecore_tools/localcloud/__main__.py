@@ -1,6 +1,8 @@
 """Admin CLI of the local cloud: python -m edgecore_tools.localcloud COMMAND --db FILE ...
 
-serve        run the Edge Manager endpoint + moto S3 until interrupted
+serve        run the Edge Manager endpoint + moto S3 until interrupted (--iot: and the
+             AWS IoT credentials endpoint, mutual TLS, its PKI in <db dir>/iot-pki)
+provision-thing  issue a device certificate for an IoT thing mapped to a device
 add-device   register a device in a fleet
 create-key   create an access key (valid for S3 too while `serve` runs); prints JSON
 deploy       upload a model file to the S3 stand-in and create a deployment
@@ -18,6 +20,7 @@ import time
 
 from . import admin
 from .db import FleetDB
+from .iot import DEFAULT_ROLE_ALIAS
 
 DEFAULT_BUCKET = "edgecore-models"
 
@@ -40,6 +43,37 @@ def _attached_s3(db):
     )
 
 
+def _iot_pki_dir(db):
+    return os.path.join(os.path.dirname(os.path.abspath(db.path)), "iot-pki")
+
+
+def _start_iot(args, db, server, s3):
+    """The IoT credentials endpoint of `serve --iot`; returns it and the lines to print."""
+    import types
+
+    from .iot import IotCredentialsEndpoint, Pki
+
+    hosts = tuple(dict.fromkeys([args.host, "127.0.0.1", "localhost"]))
+    pki = Pki.open(_iot_pki_dir(db), hosts=hosts)
+    # What the endpoint needs of a LocalCloud: things map to devices named explicitly.
+    cloud = types.SimpleNamespace(db=db, s3=s3, server=server, device_name=None)
+    iot = IotCredentialsEndpoint.start(cloud, pki=pki, role_alias=args.role_alias,
+                                       host=args.host, port=args.iot_port)
+    info = {"iot_url": iot.url, "iot_ca": pki.ca_path, "iot_role_alias": iot.role_alias}
+    db.set_setting("iot", dict(info, iot_host=iot.host, iot_port=iot.port))
+    howto = [
+        "IoT credentials endpoint: %s (mutual TLS; CA %s, role alias %s)"
+        % (iot.url, pki.ca_path, iot.role_alias),
+        "provision a thing for a device (prints its certificate, key and the agent's "
+        '"iot" config):',
+        "  python -m edgecore_tools.localcloud add-device --db %s --device DEV --fleet FLEET"
+        % db.path,
+        "  python -m edgecore_tools.localcloud provision-thing --db %s --thing THING "
+        "--device DEV" % db.path,
+    ]
+    return iot, info, howto
+
+
 def cmd_serve(args, db):
     from .s3 import MotoS3
     from .server import EdgeServer
@@ -51,22 +85,27 @@ def cmd_serve(args, db):
     os.chmod(db.path, 0o600)  # it will hold the S3 stand-in's admin secret
     started = time.monotonic()
     s3 = MotoS3.start(region=args.region, port=args.s3_port)
-    server = None
+    server = iot = None
     try:
         server = EdgeServer(db, host=args.host, port=args.port).start_background()
+        iot_info, howto = {}, []
+        if args.iot:
+            iot, iot_info, howto = _start_iot(args, db, server, s3)
         s3.ensure_bucket(args.bucket)
         db.set_setting("s3", s3.connection_info())
         db.set_setting("bucket", args.bucket)
         db.set_setting("endpoint_url", server.url)
         restored = admin.reupload_blobs(db, s3)
-        _print({
+        _print(dict({
             "endpoint_url": server.url,
             "s3_endpoint_url": s3.endpoint_url,
             "region": args.region,
             "bucket": args.bucket,
             "artifacts_restored": restored,
             "startup_seconds": round(time.monotonic() - started, 2),
-        }, compact=True)
+        }, **iot_info), compact=True)
+        for line in howto:
+            print(line)
         sys.stdout.flush()
         while True:
             time.sleep(3600)
@@ -74,9 +113,44 @@ def cmd_serve(args, db):
         pass
     finally:
         db.set_setting("s3", None)
+        if iot is not None:
+            db.set_setting("iot", None)
+            iot.stop()
         if server is not None:
             server.stop()
         s3.stop()
+    return 0
+
+
+def cmd_provision_thing(args, db):
+    from .iot import Pki, cert_fingerprint
+
+    info = db.get_setting("iot")
+    if info is None:
+        raise admin.AdminError("no IoT endpoint: start `serve --iot --db %s` first" % db.path)
+    if db.device(args.device) is None:
+        raise admin.AdminError("provision-thing: unknown device %r (add-device first)"
+                               % args.device)
+    try:
+        cert, key = Pki.load(_iot_pki_dir(db)).device(args.thing)
+    except ValueError as exc:
+        raise admin.AdminError("provision-thing: %s" % exc) from None
+    db.attach_certificate(args.thing, cert_fingerprint(cert), args.device)
+    _print({
+        "thing": args.thing,
+        "device": args.device,
+        "cert": cert,
+        "key": key,
+        "iot": {
+            "endpoint": info["iot_host"],
+            "port": info["iot_port"],
+            "role_alias": info["iot_role_alias"],
+            "thing_name": args.thing,
+            "cert": cert,
+            "key": key,
+            "ca": info["iot_ca"],
+        },
+    })
     return 0
 
 
@@ -138,6 +212,15 @@ def build_parser():
     c.add_argument("--s3-port", type=int, default=0, help="port of the S3 stand-in")
     c.add_argument("--region", default="us-west-2")
     c.add_argument("--bucket", default=DEFAULT_BUCKET)
+    c.add_argument("--iot", action="store_true",
+                   help="also serve the AWS IoT credentials endpoint (mutual TLS)")
+    c.add_argument("--iot-port", type=int, default=0, help="0: any free port (printed)")
+    c.add_argument("--role-alias", default=DEFAULT_ROLE_ALIAS)
+
+    c = command("provision-thing", cmd_provision_thing,
+                "issue a device certificate for a thing (needs `serve --iot`)")
+    c.add_argument("--thing", required=True, help="IoT thing name (x-amzn-iot-thingname)")
+    c.add_argument("--device", required=True, help="the Edge Manager device it acts as")
 
     c = command("add-device", cmd_add_device, "register a device")
     c.add_argument("--device", required=True)

@@ -82,9 +82,11 @@ def deploy(db, s3, bucket, handle, model_name, model_version, path=None, data=No
     """Create a one-model deployment for a device or a whole fleet.
 
     DEPLOY: uploads the file (`path`) or bytes (`data`) to s3://bucket/models/<handle>/
-    <sha1>/<file name> and records its SHA1. UNDEPLOY (undeploy=True): no upload needed;
-    the definition reuses the last known S3Url/Checksum of that handle. The deployment
-    supersedes older active ones of the same target touching the same handle.
+    <sha1>/<file name> with the object metadata model-name / model-version (the agent
+    reports those in its heartbeats) and records its SHA1. UNDEPLOY (undeploy=True): no
+    upload needed; the definition reuses the last known S3Url/Checksum of that handle.
+    The deployment supersedes older active ones of the same target touching the same
+    handle.
     blob_dir: keep a copy of the artifact there so `serve` can re-upload it after a
     restart (moto keeps objects in memory only). Returns the deployment as stored.
     """
@@ -119,7 +121,7 @@ def deploy(db, s3, bucket, handle, model_name, model_version, path=None, data=No
         filename = re.sub(r"[^A-Za-z0-9._-]", "_", filename) or "model.bin"
         sha1 = hashlib.sha1(data).hexdigest()
         key = "models/%s/%s/%s" % (handle, sha1, filename)
-        s3.put_object(bucket, key, data)
+        _upload(s3, bucket, key, data, model_name, model_version)
         definition["S3Url"] = "s3://%s/%s" % (bucket, key)
         definition["Checksum"] = {"Type": "SHA1", "Sum": sha1}
         definition["State"] = "DEPLOY"
@@ -142,6 +144,18 @@ def deploy(db, s3, bucket, handle, model_name, model_version, path=None, data=No
     }
 
 
+def _upload(s3, bucket, key, data, model_name, model_version):
+    """Put an artifact with the metadata the agent reads (x-amz-meta-model-name/-version):
+    the Definitions of GetDeployments carry no name or version."""
+    s3.ensure_bucket(bucket)
+    s3.client().put_object(
+        Bucket=bucket,
+        Key=key,
+        Body=data,
+        Metadata={"model-name": model_name, "model-version": model_version},
+    )
+
+
 def _last_definition(db, handle, device, fleet):
     for row in reversed(db.deployments()):
         if row["device"] == device and row["fleet"] == fleet:
@@ -160,13 +174,14 @@ def reupload_blobs(db, s3):
             if blob and os.path.exists(blob):
                 bucket, _, key = d["S3Url"][len("s3://"):].partition("/")
                 with open(blob, "rb") as f:
-                    s3.put_object(bucket, key, f.read())
+                    _upload(s3, bucket, key, f.read(), d["ModelName"], d["ModelVersion"])
                 count += 1
     return count
 
 
 def heartbeats(db, device=None):
-    """Received heartbeats: [{id, device, fleet, received, body}] oldest first."""
+    """Received heartbeats: [{id, device, fleet, received, body, access_key_id}] oldest
+    first; access_key_id: the key that signed the request."""
     return db.heartbeats(device)
 
 

@@ -154,8 +154,17 @@ class LocalCloud:
         self.s3.client().delete_object(Bucket=bucket, Key=key)
 
     def heartbeats(self, device=None):
-        """Received heartbeats, oldest first: [{id, device, fleet, received, body}]."""
+        """Received heartbeats, oldest first: [{id, device, fleet, received, body,
+        access_key_id}] (access_key_id: the key that signed it)."""
         return admin.heartbeats(self.db, device)
+
+    def requests(self, operation=None):
+        """Edge endpoint requests received, oldest first (of `operation`, e.g.
+        "GetDeployments"): [{operation, request_id, status, error, access_key_id}], error
+        the AWS error code or None, access_key_id the key that signed it (for a rejected
+        request: the one it names)."""
+        return [dict(r) for r in list(self.server.requests)
+                if operation is None or r["operation"] == operation]
 
     def results(self, device=None):
         """DeploymentResults received: [{id, device, deployment, status, received, body}]."""

@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS heartbeats (
     device TEXT NOT NULL,
     fleet TEXT NOT NULL,
     received REAL NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    access_key_id TEXT
 );
 CREATE TABLE IF NOT EXISTS deployment_results (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -49,6 +50,15 @@ CREATE TABLE IF NOT EXISTS deployment_results (
     status TEXT,
     received REAL NOT NULL,
     body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS iot_things (
+    thing TEXT PRIMARY KEY,
+    device TEXT
+);
+CREATE TABLE IF NOT EXISTS iot_attachments (
+    thing TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    PRIMARY KEY (thing, fingerprint)
 );
 CREATE TABLE IF NOT EXISTS settings (
     name TEXT PRIMARY KEY,
@@ -68,6 +78,9 @@ class FleetDB:
         with self._lock:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.executescript(SCHEMA)
+            columns = [r["name"] for r in self._conn.execute("PRAGMA table_info(heartbeats)")]
+            if "access_key_id" not in columns:  # a DB file from before the column
+                self._conn.execute("ALTER TABLE heartbeats ADD COLUMN access_key_id TEXT")
             self._conn.commit()
 
     def close(self):
@@ -130,6 +143,40 @@ class FleetDB:
             "FROM access_keys ORDER BY created"
         )
 
+    # IoT things and their certificates (SHA-256 fingerprints), for the IoT endpoint
+    def attach_certificate(self, thing, fingerprint, device):
+        """Attach a certificate to `thing`, creating it for `device` if new; a given
+        device (not None) also re-maps an existing thing."""
+        with self._lock:
+            self._conn.execute("INSERT OR IGNORE INTO iot_things VALUES (?, ?)", (thing, device))
+            if device is not None:
+                self._conn.execute(
+                    "UPDATE iot_things SET device = ? WHERE thing = ?", (device, thing)
+                )
+            self._conn.execute(
+                "INSERT OR IGNORE INTO iot_attachments VALUES (?, ?)", (thing, fingerprint)
+            )
+            self._conn.commit()
+
+    def detach_certificate(self, thing, fingerprint):
+        self._exec(
+            "DELETE FROM iot_attachments WHERE thing = ? AND fingerprint = ?", (thing, fingerprint)
+        )
+
+    def iot_thing(self, thing):
+        """{"thing", "device", "certs": set of fingerprints} or None."""
+        rows = self._query("SELECT * FROM iot_things WHERE thing = ?", (thing,))
+        if not rows:
+            return None
+        certs = self._query("SELECT fingerprint FROM iot_attachments WHERE thing = ?", (thing,))
+        return dict(rows[0], certs=set(r["fingerprint"] for r in certs))
+
+    def things_with_certificate(self, fingerprint):
+        rows = self._query(
+            "SELECT thing FROM iot_attachments WHERE fingerprint = ? ORDER BY thing", (fingerprint,)
+        )
+        return [r["thing"] for r in rows]
+
     # deployments
     def add_deployment(self, name, policy, definitions, device=None, fleet=None):
         """Record a deployment; it supersedes older active deployments of the same target
@@ -176,12 +223,13 @@ class FleetDB:
 
     # heartbeats and results
     def add_heartbeat(self, device, fleet, body, received=None):
+        """Record a heartbeat (and its DeploymentResult, if any); returns its id."""
         received = time.time() if received is None else received
         with self._lock:
-            self._conn.execute(
+            heartbeat_id = self._conn.execute(
                 "INSERT INTO heartbeats (device, fleet, received, body) VALUES (?, ?, ?, ?)",
                 (device, fleet, received, json.dumps(body)),
-            )
+            ).lastrowid
             result = body.get("DeploymentResult")
             if result is not None:
                 self._conn.execute(
@@ -196,8 +244,17 @@ class FleetDB:
                     ),
                 )
             self._conn.commit()
+        return heartbeat_id
+
+    def set_heartbeat_signer(self, heartbeat_id, access_key_id):
+        """Record which access key signed a heartbeat. A separate step because wrappers
+        of add_heartbeat (crash tests) keep its signature."""
+        self._exec(
+            "UPDATE heartbeats SET access_key_id = ? WHERE id = ?", (access_key_id, heartbeat_id)
+        )
 
     def heartbeats(self, device=None):
+        """[{id, device, fleet, received, body, access_key_id}] oldest first."""
         return self._rows_with_body("heartbeats", device)
 
     def results(self, device=None):

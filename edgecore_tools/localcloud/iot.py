@@ -8,7 +8,9 @@ with mutual TLS on 127.0.0.1:<free port>, as the AWS IoT credentials provider do
   other certificate (or none) fails the handshake, as an unregistered certificate does
   at AWS (recorded in ``handshake_failures``);
 - the certificate must be *attached* to the thing named by the ``x-amzn-iot-thingname``
-  header (``attach``/``provision``), else 403; an unknown role alias is 404;
+  header (``attach``/``provision``; kept in the cloud's SQLite DB, so the admin CLI's
+  ``provision-thing`` works while ``serve --iot`` runs), else 403; an unknown role
+  alias is 404;
 - the thing maps to an Edge Manager device of the LocalCloud; the answer is a fresh
   temporary key of that cloud (an STS session from moto's IAM when the cloud has an S3
   stand-in, so the same key signs both APIs), valid ``duration`` seconds by the cloud's
@@ -20,8 +22,10 @@ session token but not its expiry. ``expire(access_key_id)`` ends a key now (the 
 revoking it early), to drive a device into the ExpiredToken -> refresh path.
 
 ``Pki`` writes a CA, a server certificate (127.0.0.1 / localhost) and device
-certificates (EC P-256, ``cryptography``) into a directory; ``make_key``/``make_cert``/
-``write_pem`` are the building blocks, usable by tests that need odd certificates.
+certificates (EC P-256, ``cryptography``) into a directory (``Pki.load`` reopens it);
+``make_key``/``make_cert``/``write_pem`` are the building blocks, usable by tests that
+need odd certificates. ``TlsServer`` is the mutual-TLS HTTP server (also for tests with
+their own handler).
 Error bodies are ``{"message": ...}`` with the code in ``x-amzn-ErrorType``; the exact
 wording AWS uses is not documented, so the messages here are descriptive stand-ins.
 """
@@ -41,6 +45,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from . import admin
+from .server import ApiError, JsonReplies
 
 log = logging.getLogger("edgecore_tools.localcloud.iot")
 
@@ -173,6 +178,26 @@ class Pki:
         )
         return pki
 
+    @classmethod
+    def load(cls, directory):
+        """The PKI that `create` wrote into `directory` (to issue more certificates)."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
+        directory = str(directory)
+        with open(os.path.join(directory, "ca.pem"), "rb") as f:
+            ca_cert = x509.load_pem_x509_certificate(f.read())
+        with open(os.path.join(directory, "ca.key"), "rb") as f:
+            ca_key = serialization.load_pem_private_key(f.read(), password=None)
+        return cls(directory, ca_cert, ca_key)
+
+    @classmethod
+    def open(cls, directory, **create_kwargs):
+        """load(directory) if it holds a PKI, else create(directory, **create_kwargs)."""
+        if os.path.exists(os.path.join(str(directory), "ca.key")):
+            return cls.load(directory)
+        return cls.create(directory, **create_kwargs)
+
     def device(self, thing_name, days=30):
         """Issue a client certificate (CN = thing_name); returns (cert_path, key_path)."""
         if not _THING.fullmatch(thing_name):
@@ -195,20 +220,12 @@ class Pki:
 # --------------------------------------------------------------------------- endpoint
 
 
-class _ApiError(Exception):
-    def __init__(self, status, code, message):
-        Exception.__init__(self, "%s: %s" % (code, message))
-        self.status = status
-        self.code = code
-        self.message = message
-
-
 def iso8601_z(epoch):
     """'2024-01-02T03:04:05Z', the form of the IoT credentials' expiration."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch)))
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonReplies, BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 30  # an idle kept-alive connection does not hold its thread forever
 
@@ -225,53 +242,50 @@ class _Handler(BaseHTTPRequestHandler):
         thing = self.headers.get("x-amzn-iot-thingname")
         entry = {"path": self.path, "thing": thing, "status": None, "access_key_id": None,
                  "request_id": request_id}
+        error = None  # (status, code, message)
         try:
             if self.headers.get("Content-Length") not in (None, "0"):
-                raise _ApiError(400, "InvalidRequestException", "A GET has no body")
+                raise ApiError(400, "InvalidRequestException", "A GET has no body")
             creds = endpoint.handle(self.path, thing, der)
             entry["access_key_id"] = creds["accessKeyId"]
-            self._respond(200, {"credentials": creds}, request_id)
             entry["status"] = 200
-        except _ApiError as e:
-            entry["status"] = e.status
-            self._respond(e.status, {"message": e.message}, request_id,
-                          {"x-amzn-ErrorType": e.code})
+        except ApiError as e:
+            error = (e.status, e.code, e.message)
         except Exception:  # an internal failure: answered as AWS would, cause logged
             log.exception("iot credentials endpoint: internal error")
-            entry["status"] = 500
-            self._respond(500, {"message": "Internal failure"}, request_id,
-                          {"x-amzn-ErrorType": "InternalFailureException"})
+            error = (500, "InternalFailureException", "Internal failure")
+        if error is not None:
+            entry["status"] = error[0]
+        # Recorded before the reply: a client that has its answer finds its request there.
         endpoint.record(entry)
+        if error is not None:
+            self._error(error[0], error[1], error[2], request_id)
+        else:
+            self._respond(200, json.dumps({"credentials": creds}).encode("utf-8"), request_id)
 
     def do_POST(self):
         self.close_connection = True  # the body, if any, is left unread
-        self._respond(405, {"message": "Method not allowed"}, str(uuid.uuid4()),
-                      {"x-amzn-ErrorType": "MethodNotAllowedException"})
+        self._error(405, "MethodNotAllowedException", "Method not allowed", str(uuid.uuid4()))
 
     do_PUT = do_DELETE = do_PATCH = do_POST
 
-    def _respond(self, status, doc, request_id, extra=None):
-        payload = json.dumps(doc).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("x-amzn-RequestId", request_id)
-        for name, value in (extra or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(payload)
 
+class TlsServer(ThreadingHTTPServer):
+    """A ThreadingHTTPServer over TLS (mutual TLS with ``Pki.server_context()``).
 
-class _TlsServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer whose per-connection thread does the TLS handshake first
-    (so a slow or failing client never blocks accept())."""
+    The per-connection thread does the handshake first, so a slow or failing client
+    never blocks accept(). A failed handshake goes to ``on_handshake_failure(exc)`` and
+    the connection is closed so that the client reads the TLS alert (``_drain_and_close``).
+    Also the server of tests that need their own handler on an mTLS endpoint.
+    """
 
     daemon_threads = True
 
-    def __init__(self, endpoint, context, host, port):
-        ThreadingHTTPServer.__init__(self, (host, port), _Handler)
-        self.endpoint = endpoint
+    def __init__(self, context, handler, host="127.0.0.1", port=0, on_handshake_failure=None):
+        ThreadingHTTPServer.__init__(self, (host, port), handler)
         self.context = context
+        self.on_handshake_failure = on_handshake_failure
+        self._thread = None
 
     def finish_request(self, request, client_address):
         request.settimeout(HANDSHAKE_TIMEOUT)
@@ -280,7 +294,8 @@ class _TlsServer(ThreadingHTTPServer):
         try:
             tls.do_handshake()
         except (ssl.SSLError, OSError) as exc:
-            self.endpoint.handshake_failed(exc)
+            if self.on_handshake_failure is not None:
+                self.on_handshake_failure(exc)
             _drain_and_close(tls)
             return
         tls.settimeout(None)
@@ -289,6 +304,24 @@ class _TlsServer(ThreadingHTTPServer):
         finally:
             # socketserver closes `request`, which the SSLSocket detached: close this one.
             tls.close()
+
+    @property
+    def url(self):
+        return "https://%s:%d" % self.server_address[:2]
+
+    def start_background(self, name="tls-server", poll_interval=0.05):
+        """Serve in a daemon thread; stop() waits up to one `poll_interval`."""
+        self._thread = threading.Thread(target=self.serve_forever,
+                                        kwargs={"poll_interval": poll_interval}, name=name,
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self.shutdown()
+        self.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
 
 
 def _drain_and_close(tls):
@@ -330,10 +363,10 @@ class IotCredentialsEndpoint:
         self.requests = []
         self.handshake_failures = []
         self.handshake_event = threading.Event()
-        self._things = {}  # thing name -> {"device": name, "certs": set of fingerprints}
         self._lock = threading.Lock()
-        self._server = _TlsServer(self, pki.server_context(), host, port)
-        self._thread = None
+        self._server = TlsServer(pki.server_context(), _Handler, host, port,
+                                 self.handshake_failed)
+        self._server.endpoint = self  # what _Handler serves
 
     @classmethod
     def start(cls, cloud, directory=None, pki=None, **kwargs):
@@ -342,11 +375,7 @@ class IotCredentialsEndpoint:
         if pki is None:
             pki = Pki.create(directory or os.path.join(cloud.workdir, "iot-pki"))
         endpoint = cls(cloud, pki, **kwargs)
-        endpoint._thread = threading.Thread(
-            target=endpoint._server.serve_forever, kwargs={"poll_interval": 0.05},
-            name="iot-credentials-endpoint", daemon=True,
-        )
-        endpoint._thread.start()
+        endpoint._server.start_background("iot-credentials-endpoint")
         return endpoint
 
     # ---------------------------------------------------------------- registry
@@ -360,7 +389,7 @@ class IotCredentialsEndpoint:
 
     @property
     def url(self):
-        return "https://%s:%d" % (self.host, self.port)
+        return self._server.url
 
     def add_role_alias(self, alias, duration=DEFAULT_DURATION):
         if not _ALIAS.fullmatch(alias):
@@ -374,21 +403,15 @@ class IotCredentialsEndpoint:
         if not _THING.fullmatch(thing_name):
             raise ValueError("thing name %r: expected 1-128 of [a-zA-Z0-9:_-]" % (thing_name,))
         fingerprint = cert_fingerprint(cert_path)
-        with self._lock:
-            thing = self._things.setdefault(
-                thing_name, {"device": device or self.cloud.device_name, "certs": set()}
-            )
-            if device is not None:
-                thing["device"] = device
-            thing["certs"].add(fingerprint)
+        # Kept in the cloud's DB: the admin CLI can provision while `serve --iot` runs.
+        self.cloud.db.attach_certificate(
+            thing_name, fingerprint, device or self.cloud.device_name
+        )
         return fingerprint
 
     def detach(self, thing_name, cert_path):
         """Detach a certificate: it then gets 403 for that thing."""
-        with self._lock:
-            self._things.get(thing_name, {"certs": set()})["certs"].discard(
-                cert_fingerprint(cert_path)
-            )
+        self.cloud.db.detach_certificate(thing_name, cert_fingerprint(cert_path))
 
     def provision(self, thing_name, device=None):
         """Issue a device certificate for `thing_name` from the PKI and attach it;
@@ -432,31 +455,32 @@ class IotCredentialsEndpoint:
     # ---------------------------------------------------------------- serving
     def handle(self, path, thing_name, peer_der):
         """Authorize one request and mint its credentials (the wire dict); raises
-        _ApiError with AWS's statuses."""
+        ApiError with AWS's statuses."""
         match = _PATH.fullmatch(path)
         if match is None:
-            raise _ApiError(404, "ResourceNotFoundException", "No such resource: %s"
+            raise ApiError(404, "ResourceNotFoundException", "No such resource: %s"
                             % path.partition("?")[0][:200])
         from urllib.parse import unquote
 
         alias = unquote(match.group(1))
         if peer_der is None:  # CERT_REQUIRED makes this unreachable; kept as a guard
-            raise _ApiError(401, "UnauthorizedException", "No client certificate")
+            raise ApiError(401, "UnauthorizedException", "No client certificate")
         fingerprint = hashlib.sha256(peer_der).hexdigest()
         with self._lock:
             duration = self.role_aliases.get(alias)
-            if duration is None:
-                raise _ApiError(404, "ResourceNotFoundException", "Role alias does not exist")
-            if thing_name is None:
-                # Without the header AWS cannot check an attachment: only a certificate
-                # attached to exactly one thing is usable.
-                owners = [n for n, t in self._things.items() if fingerprint in t["certs"]]
-                thing_name = owners[0] if len(owners) == 1 else None
-            thing = self._things.get(thing_name) if thing_name else None
-            if thing is None or fingerprint not in thing["certs"]:
-                raise _ApiError(403, "ForbiddenException",
-                                "Access Denied: the certificate is not attached to the thing")
-            device = thing["device"]
+        if duration is None:
+            raise ApiError(404, "ResourceNotFoundException", "Role alias does not exist")
+        db = self.cloud.db
+        if thing_name is None:
+            # Without the header AWS cannot check an attachment: only a certificate
+            # attached to exactly one thing is usable.
+            owners = db.things_with_certificate(fingerprint)
+            thing_name = owners[0] if len(owners) == 1 else None
+        thing = db.iot_thing(thing_name) if thing_name else None
+        if thing is None or fingerprint not in thing["certs"]:
+            raise ApiError(403, "ForbiddenException",
+                            "Access Denied: the certificate is not attached to the thing")
+        device = thing["device"]
         expiration = int(self.clock()) + duration
         key = admin.create_key(
             self.cloud.db, self.cloud.s3 if self.s3_keys else None, device=device,
@@ -487,10 +511,7 @@ class IotCredentialsEndpoint:
 
     # ---------------------------------------------------------------- lifecycle
     def stop(self):
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
+        self._server.stop()
 
     def __enter__(self):
         return self

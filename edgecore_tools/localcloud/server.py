@@ -138,7 +138,7 @@ def _definition(stored):
     return out
 
 
-def op_get_deployments(server, params):
+def op_get_deployments(server, params, signer):
     device = _registered_device(server.db, params)
     deployments = []
     for row in server.db.deployments_for(device["name"], device["fleet"]):
@@ -153,13 +153,17 @@ def op_get_deployments(server, params):
     return {"Deployments": deployments}
 
 
-def op_send_heartbeat(server, params):
+def op_send_heartbeat(server, params, signer):
     device = _registered_device(server.db, params)
-    server.db.add_heartbeat(device["name"], device["fleet"], params, received=server.clock())
+    heartbeat_id = server.db.add_heartbeat(
+        device["name"], device["fleet"], params, received=server.clock()
+    )
+    if heartbeat_id is not None:
+        server.db.set_heartbeat_signer(heartbeat_id, signer)
     return None
 
 
-def op_get_device_registration(server, params):
+def op_get_device_registration(server, params, signer):
     device = server.db.device(params["DeviceName"])
     registered = (
         device is not None
@@ -180,7 +184,27 @@ OPERATIONS = {
 
 
 # ---------------------------------------------------------------- HTTP
-class EdgeRequestHandler(BaseHTTPRequestHandler):
+class JsonReplies:
+    """Replies of an AWS JSON endpoint (mixed into a BaseHTTPRequestHandler): every one
+    with ``x-amzn-RequestId``; errors as ``{"message": ...}`` + ``x-amzn-ErrorType``."""
+
+    def _error(self, status, code, message, request_id):
+        payload = json.dumps({"message": message}).encode("utf-8")
+        self._respond(status, payload, request_id, {"x-amzn-ErrorType": code})
+
+    def _respond(self, status, payload, request_id, extra=None):
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("x-amzn-RequestId", request_id)
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+
+class EdgeRequestHandler(JsonReplies, BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the real endpoint
     timeout = 120  # idle keep-alive connections do not hold a thread forever
 
@@ -214,10 +238,16 @@ class EdgeRequestHandler(BaseHTTPRequestHandler):
         request_id = str(uuid.uuid4())
         operation = None
         body = None
+        # For server.requests: the key the request names (replaced by the verified one).
+        auth = self.headers.get("Authorization") or ""
+        entry = {"operation": OPERATIONS.get(self.path.partition("?")[0], (self.path,))[0],
+                 "request_id": request_id, "status": 200, "error": None,
+                 "access_key_id": auth.partition("Credential=")[2].partition("/")[0] or None}
+        error = None  # (status, code, message)
         try:
             body = self._read_body()
             now = server.clock()
-            sigcheck.verify(
+            verified = sigcheck.verify(
                 self.command, self.path, list(self.headers.items()), body,
                 server.db.lookup_key, now=now, max_skew=server.max_skew,
             )
@@ -233,37 +263,25 @@ class EdgeRequestHandler(BaseHTTPRequestHandler):
             except ValueError:
                 raise ApiError(400, "SerializationException", "Request body is not JSON") from None
             validate(operation, params)
-            result = handler(server, params)
+            entry["access_key_id"] = verified.key.access_key
+            result = handler(server, params, verified.key.access_key)
             payload = b"" if result is None else json.dumps(result).encode("utf-8")
-            self._respond(200, payload, request_id)
         except (ApiError, sigcheck.AuthError) as e:
             if body is None:  # body left unread: the connection cannot be reused
                 self.close_connection = True
-            self._error(e.status, e.code, e.message, request_id)
+            error = (e.status, e.code, e.message)
         except Exception:  # a real internal error: report it as AWS would, log the cause
             log.exception("internal error in %s", operation)
-            self._error(
-                500,
-                "InternalServiceException",
-                "An internal failure occurred. Try your request again.",
-                request_id,
-            )
-        server.record(operation or self.path, request_id)
-
-    def _error(self, status, code, message, request_id):
-        payload = json.dumps({"message": message}).encode("utf-8")
-        self._respond(status, payload, request_id, {"x-amzn-ErrorType": code})
-
-    def _respond(self, status, payload, request_id, extra=None):
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("x-amzn-RequestId", request_id)
-        for name, value in (extra or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
+            error = (500, "InternalServiceException",
+                     "An internal failure occurred. Try your request again.")
+        if error is not None:
+            entry.update(status=error[0], error=error[1])
+        # Recorded before the reply: a client that has its answer finds its request there.
+        server.record(entry)
+        if error is not None:
+            self._error(error[0], error[1], error[2], request_id)
+        else:
+            self._respond(200, payload, request_id)
 
     def date_time_string(self, timestamp=None):
         # The Date header follows the server clock, so a shifted test clock shows in it.
@@ -283,7 +301,9 @@ class EdgeServer(ThreadingHTTPServer):
         self.cache_ttl = DEFAULT_CACHE_TTL
         self._faults = {}
         self._fault_lock = threading.Lock()
-        self.requests = []  # (operation or path, request id), in arrival order
+        # Every request, in arrival order: {operation (or the path), request_id, status,
+        # error (code or None), access_key_id (verified; for a rejected one: as named)}.
+        self.requests = []
         self._thread = None
         self._connections = set()
 
@@ -314,9 +334,9 @@ class EdgeServer(ThreadingHTTPServer):
             queue = self._faults.get(operation)
             return queue.pop(0) if queue else None
 
-    def record(self, what, request_id):
+    def record(self, entry):
         with self._fault_lock:
-            self.requests.append((what, request_id))
+            self.requests.append(entry)
 
     def start_background(self):
         service_model()  # load before the first request, not during it
