@@ -14,6 +14,7 @@
 """
 
 from edgecore import sigv4
+from edgecore.errors import short_repr
 
 MAX_URL = 1024
 MAX_ERROR_BODY = 16384
@@ -84,6 +85,14 @@ def object_url(bucket, key, region, endpoint_url=None, style="auto"):
     """The URL of an object, key percent-encoded (``sigv4.quote``, ``/`` kept)."""
     if style not in ("auto", "path", "virtual"):
         raise ValueError("s3_addressing_style: expected auto, path or virtual, got %r" % (style,))
+    for segment in key.split("/"):
+        if segment in (".", ".."):
+            # HTTP clients resolve dot segments before sending, so the request would reach
+            # another key than the one signed (and checked): refuse rather than mis-fetch.
+            raise ValueError(
+                "S3Url: object key %s has a '.' or '..' path segment, which HTTP clients "
+                "rewrite; it cannot be fetched with a signed URL" % short_repr(key)
+            )
     path = "/" + sigv4.quote(key, "/~")
     if endpoint_url:
         scheme, host, base = _split_endpoint(endpoint_url)

@@ -1,3 +1,4 @@
+# Runs under MicroPython too (tests/micropython/run.mjs).
 """Tests of edgecore.agent, the pure deployment state machine (plain: pytest and MicroPython)."""
 
 from edgecore import agent, agentstate

@@ -1,3 +1,4 @@
+# Runs under MicroPython too (tests/micropython/run.mjs).
 """Tests of edgecore.agentstate: the persistent agent state (plain: pytest and MicroPython)."""
 
 from edgecore import agentstate

@@ -1,3 +1,4 @@
+# Runs under MicroPython too (tests/micropython/run.mjs).
 """Tests of edgecore.s3url (plain: pytest and MicroPython)."""
 
 from edgecore import s3url
@@ -100,3 +101,16 @@ def test_parse_error():
         b"<Error><Code>C</Code><Message>" + b"m" * 900 + b"</Message></Error>"
     )
     assert code == "C" and len(message) == 500
+
+
+def test_object_url_refuses_dot_segments_clients_would_rewrite():
+    for key in ("a/../b", "./x", "models/..", "a/./b", ".."):
+        try:
+            s3url.object_url("bucket", key, "us-west-2")
+        except ValueError as exc:
+            assert "'.' or '..' path segment" in str(exc), str(exc)
+        else:
+            raise AssertionError("accepted %r" % (key,))
+    # Dots inside a segment are ordinary characters.
+    url = s3url.object_url("bucket", "a/..b/c.", "us-west-2", "http://127.0.0.1:9000")
+    assert url == "http://127.0.0.1:9000/bucket/a/..b/c."
