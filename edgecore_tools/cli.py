@@ -141,6 +141,48 @@ def _known_secrets(config):
     return [s for s in out if isinstance(s, str)]
 
 
+def sd_notify(message, environ=None):
+    """Send ``message`` (e.g. "READY=1") to systemd's $NOTIFY_SOCKET; False when not under
+    a Type=notify unit or when the socket is gone (never raises)."""
+    import socket
+
+    path = (os.environ if environ is None else environ).get("NOTIFY_SOCKET")
+    if not path or path[0] not in "/@":
+        return False
+    if path[0] == "@":
+        path = "\0" + path[1:]  # Linux abstract namespace
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.connect(path)
+            s.sendall(message.encode("ascii"))
+        return True
+    except OSError:
+        return False
+
+
+def start_watchdog(stop, environ=None):
+    """Send WATCHDOG=1 every WATCHDOG_USEC/2 until ``stop`` (a threading.Event) is set.
+
+    It proves the process is alive, not that cycles progress: a hung cycle is bounded by
+    the transport timeouts and the retry budget instead.
+    """
+    environ = os.environ if environ is None else environ
+    try:
+        usec = int(environ.get("WATCHDOG_USEC", ""))
+    except ValueError:
+        return None
+    if usec <= 0 or environ.get("WATCHDOG_PID", str(os.getpid())) != str(os.getpid()):
+        return None
+
+    def loop():
+        while not stop.wait(usec / 2e6):
+            sd_notify("WATCHDOG=1", environ)
+
+    thread = threading.Thread(target=loop, name="sd-watchdog", daemon=True)
+    thread.start()
+    return thread
+
+
 def cmd_run(args):
     from edgecore.agentstate import StateError
     from edgecore.errors import EdgecoreError
@@ -190,10 +232,15 @@ def cmd_run(args):
         return 0
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    sd_notify("READY=1")
+    start_watchdog(stop)
     try:
         runner.run_forever(stop=stop.is_set)
     except StateError as exc:
         return _fail(exc)
+    finally:
+        stop.set()  # ends the watchdog thread
+        sd_notify("STOPPING=1")
     log("info", "agent.stopped")
     return 0
 

@@ -190,3 +190,36 @@ def test_status_of_a_saved_state(tmp_path, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["device"] == "dev-1" and doc["pending_results"] == ["d2"]
     assert doc["active_models"][0]["sha1"] == "a" * 40
+
+
+def test_sd_notify_and_watchdog_talk_to_a_notify_socket(tmp_path):
+    import os
+    import socket
+    import threading
+
+    from edgecore_tools.cli import sd_notify, start_watchdog
+
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(5)
+    try:
+        env = {"NOTIFY_SOCKET": path}
+        assert sd_notify("READY=1", env) is True
+        assert sock.recv(64) == b"READY=1"
+        stop = threading.Event()
+        env = dict(env, WATCHDOG_USEC="20000", WATCHDOG_PID=str(os.getpid()))
+        thread = start_watchdog(stop, env)
+        assert thread is not None
+        assert sock.recv(64) == b"WATCHDOG=1"
+        assert sock.recv(64) == b"WATCHDOG=1"
+        stop.set()
+        thread.join(5)
+        assert not thread.is_alive()
+    finally:
+        sock.close()
+    # Not under systemd, or a watchdog meant for another process: nothing sent, no error.
+    assert sd_notify("READY=1", {}) is False
+    assert sd_notify("READY=1", {"NOTIFY_SOCKET": str(tmp_path / "gone.sock")}) is False
+    assert start_watchdog(threading.Event(), {"WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"}) is None
+    assert start_watchdog(threading.Event(), {}) is None
