@@ -20,6 +20,7 @@ def main(module_names):
             sys.print_exception(exc)
             continue
         names = sorted(n for n in dir(module) if n.startswith("test_"))
+        before = passed
         for name in names:
             func = getattr(module, name)
             if not callable(func):
@@ -33,7 +34,7 @@ def main(module_names):
                 sys.print_exception(exc)
             else:
                 passed += 1
-                print("ok %s::%s" % (modname, name))
+        print("%s: %d passed" % (modname, passed - before))
     version = sys.version.split(";")[-1].strip()
     print("micropython %s: %d passed, %d failed" % (version, passed, failed))
     return failed
