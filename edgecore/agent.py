@@ -740,7 +740,11 @@ def is_skew_error(code, message):
         return True
     if code in ("InvalidSignatureException", "AccessDeniedException", "AccessDenied"):
         text = (message or "").lower()
-        return "signature expired" in text or "too skewed" in text or "skew" in text
+        # AWS says "Signature expired" for a clock behind, "Signature not yet current"
+        # for one ahead: both are corrected from the server's Date.
+        return (
+            "signature expired" in text or "not yet current" in text or "skew" in text
+        )
     return False
 
 

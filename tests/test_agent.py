@@ -477,6 +477,11 @@ def test_signing_time_floor_and_offset():
         "InvalidSignatureException", "Signature expired: 2020 is now earlier than ..."
     )
     assert agent.is_skew_error("RequestTimeTooSkewed", "")
+    # A device clock ahead of the service: AWS's wording for a request from the future.
+    assert agent.is_skew_error(
+        "InvalidSignatureException",
+        "Signature not yet current: 20301111T000000Z is still later than 20261125T000000Z",
+    )
     assert not agent.is_skew_error("InvalidSignatureException", "The signature does not match")
     assert agent.is_retryable("ThrottlingException", 400)
     assert agent.is_retryable(None, 503) and not agent.is_retryable("AccessDenied", 403)
