@@ -164,9 +164,10 @@ def test_success(pki, server):
     p = provider(pki, server)
     now = int(time.time())
     c = p.get(now)
+    later = int(time.time())  # the server stamps its own time: slow (emulated) hosts lag
     assert c.access_key == "ASIAIOT1"
     assert c.secret_key == SECRET + "-1" and c.session_token == TOKEN + "-1"
-    assert abs(c.expiration - (now + 3600)) <= 2
+    assert now + 3600 <= c.expiration <= later + 3600
     assert server.seen == [
         {"path": "/role-aliases/%s/credentials" % ALIAS, "thing": THING, "peer_cn": THING}
     ]

@@ -226,7 +226,9 @@ def test_free_space_and_fsync_dir():
 
 
 def test_run_command():
-    assert linux.run_command([sys.executable, "-c", "print('throttled=0x0')"]) == "throttled=0x0\n"
+    # A generous timeout: starting an interpreter under emulation (QEMU legs) takes seconds.
+    out = linux.run_command([sys.executable, "-c", "print('throttled=0x0')"], timeout=60)
+    assert out == "throttled=0x0\n"
     assert linux.run_command(["/nonexistent/vcgencmd", "get_throttled"]) is None
     assert linux.run_command([sys.executable, "-c", "raise SystemExit(3)"]) is None
     code = "import time; time.sleep(30)"

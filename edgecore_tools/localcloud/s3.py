@@ -68,8 +68,14 @@ class MotoS3:
         self._clients = {}
 
     @classmethod
-    def start(cls, region="us-east-1", timeout=60, port=0):
-        """Start moto on 127.0.0.1:<port> (0: a free one), bootstrap the admin key."""
+    def start(cls, region="us-east-1", timeout=None, port=0):
+        """Start moto on 127.0.0.1:<port> (0: a free one), bootstrap the admin key.
+
+        ``timeout`` defaults to $EDGECORE_MOTO_START_TIMEOUT or 60 s (emulated ARM runs
+        need more).
+        """
+        if timeout is None:
+            timeout = float(os.environ.get("EDGECORE_MOTO_START_TIMEOUT", "60"))
         env = dict(os.environ)
         env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(BOOTSTRAP_CALLS)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, env.get("PYTHONPATH")) if p)
