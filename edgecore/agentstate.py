@@ -23,10 +23,12 @@ Schema (version 1)::
 """
 
 from edgecore.errors import EdgecoreError
+from edgecore.jsonenc import load_bounded
 
 SCHEMA_VERSION = 1
 # A state file is small (tens of KiB); anything much larger is not ours.
 MAX_STATE_BYTES = 4 * 1024 * 1024
+JSON_DEPTH = 32  # the state nests a few levels; a corrupt file must not recurse the parser
 
 
 class StateError(EdgecoreError):
@@ -66,15 +68,15 @@ def dumps(state):
 
 def loads(data):
     """Parse and validate saved bytes; returns the state or raises StateError."""
-    import json
-
+    if isinstance(data, str):
+        data = data.encode("utf-8")
     if len(data) > MAX_STATE_BYTES:
         raise StateError("document", "larger than %d bytes" % MAX_STATE_BYTES)
     try:
-        if isinstance(data, (bytes, bytearray)):
-            data = bytes(data).decode("utf-8")
-        doc = json.loads(data)
-    except (ValueError, UnicodeError) as exc:
+        # Bounded in size and nesting: a corrupt file must give StateError, not a
+        # RecursionError from the parser.
+        doc = load_bounded(bytes(data), MAX_STATE_BYTES, JSON_DEPTH)
+    except ValueError as exc:
         raise StateError("document", "expected UTF-8 JSON (%s)" % (exc,)) from None
     return validate(doc)
 

@@ -17,6 +17,7 @@ When stderr is a terminal, downloads show a progress line.
 
 import argparse
 import json
+import logging
 import os
 import re
 import signal
@@ -141,6 +142,39 @@ def _known_secrets(config):
     return [s for s in out if isinstance(s, str)]
 
 
+class _LoggingBridge(logging.Handler):
+    """Routes the ports' ``logging`` records (logger "edgecore") into the JSON logger, so
+    stderr stays one redacted JSON object per line."""
+
+    def __init__(self, log):
+        super().__init__()
+        self.log = log
+
+    def emit(self, record):
+        try:
+            level = record.levelname.lower()
+            self.log(
+                "warning" if level == "critical" else level,
+                "python.log",
+                logger=record.name,
+                message=record.getMessage(),
+            )
+        except Exception:  # a log line must never take the agent down
+            self.handleError(record)
+
+
+def route_python_logging(log):
+    """Send the "edgecore" logger's records through ``log``; returns the handler."""
+    logger = logging.getLogger("edgecore")
+    for old in [h for h in logger.handlers if isinstance(h, _LoggingBridge)]:
+        logger.removeHandler(old)
+    handler = _LoggingBridge(log)
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)  # the JSON logger applies --log-level itself
+    logger.propagate = False  # no plain-text copy through the root/last-resort handler
+    return handler
+
+
 def sd_notify(message, environ=None):
     """Send ``message`` (e.g. "READY=1") to systemd's $NOTIFY_SOCKET; False when not under
     a Type=notify unit or when the socket is gone (never raises)."""
@@ -193,6 +227,7 @@ def cmd_run(args):
     except ConfigError as exc:
         return _fail(exc, 2)
     log = JsonLogger(level=args.log_level, secrets=_known_secrets(config))
+    route_python_logging(log)
     progress = None
     if sys.stderr.isatty() and not args.no_progress:
         progress = Progress(sys.stderr)

@@ -177,3 +177,9 @@ def dimension_part(text, fallback):
         else:
             pending = True
     return "".join(out)[:200] or fallback
+
+
+def ascii_digits(text):
+    """True for a non-empty run of 0-9 only: ``str.isdigit`` also accepts other scripts'
+    digits and superscripts on CPython (not on MicroPython), so network numbers use this."""
+    return bool(text) and all("0" <= c <= "9" for c in text)

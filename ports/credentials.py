@@ -33,12 +33,14 @@ import time
 from edgecore.amztime import iso8601, parse_iso8601
 from edgecore.credentials import Credentials
 from edgecore.errors import ClientError, EdgecoreError, ResponseParseError, TransportError
+from edgecore.jsonenc import load_bounded
 
 LOG = logging.getLogger("edgecore.credentials")
 
 # The IAM action behind the IoT credentials endpoint; used as the "operation" of its errors.
 IOT_OPERATION = "AssumeRoleWithCertificate"
 MAX_IOT_RESPONSE_BYTES = 64 * 1024
+JSON_DEPTH = 32  # the credentials document is 2 levels deep; json.loads recurses
 DEFAULT_REFRESH_MARGIN = 300
 DEFAULT_IOT_TIMEOUT = (5, 15)
 
@@ -535,7 +537,7 @@ class IotCredentialsProvider(RefreshingProvider):
             else:
                 with open(self.cache_file, "rb") as f:
                     body = f.read(MAX_IOT_RESPONSE_BYTES + 1)
-                doc = json.loads(body.decode("utf-8"))
+                doc = load_bounded(body, MAX_IOT_RESPONSE_BYTES, JSON_DEPTH)
                 if not isinstance(doc, dict) or any(
                     doc.get(k) != v for k, v in self._cache_identity().items()
                 ):
@@ -547,8 +549,10 @@ class IotCredentialsProvider(RefreshingProvider):
                     why = "expired at %s" % _iso(creds.expiration)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
             why = "unreadable (%s)" % type(exc).__name__
+        except ValueError as exc:  # load_bounded's reasons name no content
+            why = "unreadable (%s)" % exc
         except IotResponseError as exc:
             why = "malformed at %s" % exc.field
         LOG.warning("ignoring credentials cache file %s: %s", self.cache_file, why)
@@ -609,7 +613,7 @@ class IotCredentialsProvider(RefreshingProvider):
     def _endpoint_error(self, status, headers, body):
         message = None
         try:
-            doc = json.loads(body.decode("utf-8"))
+            doc = load_bounded(body, MAX_IOT_RESPONSE_BYTES, JSON_DEPTH)
             if isinstance(doc, dict) and isinstance(doc.get("message"), str):
                 message = doc["message"]
         except ValueError:
@@ -625,9 +629,9 @@ class IotCredentialsProvider(RefreshingProvider):
             return IotResponseError(self.endpoint, self.role_alias, field, detail)
 
         try:
-            doc = json.loads(body.decode("utf-8"))
-        except ValueError:
-            raise bad("<body>", "not UTF-8 JSON") from None
+            doc = load_bounded(body, MAX_IOT_RESPONSE_BYTES, JSON_DEPTH)
+        except ValueError as exc:  # the reason names size/depth/UTF-8/syntax, never content
+            raise bad("<body>", str(exc)) from None
         if not isinstance(doc, dict):
             raise bad("<body>", "expected a JSON object, got %s" % type(doc).__name__)
         inner = doc.get("credentials")

@@ -34,7 +34,7 @@ import os
 import time
 
 from edgecore.errors import TransportError
-from edgecore_ports import HttpProtocolError, disk_metrics, edge_metric
+from edgecore_ports import HttpProtocolError, ascii_digits, disk_metrics, edge_metric
 
 _builtin_open = open
 
@@ -216,7 +216,7 @@ def _parse_status(line):
     text = _decode(line, "status line").strip()
     parts = text.split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or len(parts[1]) != 3 \
-            or not parts[1].isdigit():
+            or not ascii_digits(parts[1]):
         raise HttpProtocolError("malformed status line %r" % text[:80])
     return parts[0], int(parts[1]), parts[2] if len(parts) > 2 else ""
 
@@ -283,7 +283,7 @@ def _content_length(value):
     # "5, 5" (a repeated header) is allowed when every copy agrees.
     values = [v.strip() for v in value.split(",")]
     for v in values:
-        if not v.isdigit() or len(v) > 18 or v != values[0]:
+        if not ascii_digits(v) or len(v) > 18 or v != values[0]:
             raise HttpProtocolError("bad Content-Length %r" % value[:40])
     return int(values[0])
 
@@ -582,7 +582,7 @@ class Transport:
         """One exchange, body read whole (bounded): (status, lower-cased headers, body)."""
         with self.open(method, url, headers, body, timeout) as resp:
             declared = resp.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > self.max_body:
+            if ascii_digits(declared) and int(declared) > self.max_body:
                 raise TransportError("%s %s: response body of %s bytes exceeds the %d byte "
                                      "bound" % (method, resp._origin, declared, self.max_body))
             out = bytearray()

@@ -36,6 +36,7 @@ import os
 
 from edgecore import agent, agentstate, s3url, sigv4
 from edgecore.errors import ClientError, EdgecoreError, TransportError
+from edgecore_ports import ascii_digits
 
 AGENT_VERSION = "0.1.0"
 CHUNK = 4096
@@ -453,7 +454,7 @@ class Agent:
                 exc.skew = agent.is_skew_error(code, message)
                 raise exc
             length = resp.headers.get("content-length", "")
-            total = int(length) if length.isdigit() else None
+            total = int(length) if ascii_digits(length) else None
             free = self.port.free_space(self.model_dir)
             if total is not None and free < total + self.config["free_space_reserve_bytes"]:
                 raise _Fatal("not enough free space for %s: %d bytes needed, %d free"

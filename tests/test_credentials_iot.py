@@ -499,7 +499,7 @@ def test_cache_file_ignored_when_unsafe_foreign_or_broken(pki, server, tmp_path,
     cases = [
         ("readable by others", lambda: os.chmod(cache, 0o644)),
         ("another endpoint", lambda: cache.write_text(good.replace(THING, "other-thing"))),
-        ("unreadable (JSONDecodeError)", lambda: cache.write_text(good[:-5])),
+        ("unreadable (body is not valid JSON)", lambda: cache.write_text(good[:-5])),
         (
             "malformed at credentials.sessionToken",
             lambda: cache.write_text(json.dumps(dict(json.loads(good), sessionToken=None))),
