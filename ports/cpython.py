@@ -140,13 +140,21 @@ class Response:
     def readinto(self, buf):
         """Fill buf (bytearray/memoryview) with the next bytes; 0 at the end.
 
-        Reads straight from http.client's response into buf (no intermediate bytes:
-        this is the download hot path); it honours Content-Length and chunking."""
+        Reads from http.client's response (it honours Content-Length and chunking) with
+        ``read1``: what has arrived, without waiting to fill ``buf``, so a caller checking
+        a deadline or a minimum rate between reads sees a trickling peer (one copy per
+        read, the price of not blocking until 64 KiB have come)."""
         if self._eof or self._closed or not len(buf):
             return 0
         try:
             if self._fp is not None:
-                n = self._fp.readinto(buf)
+                data = self._fp.read1(len(buf))
+                n = len(data)
+                buf[:n] = data
+                if self._fp.length == 0 or (n == 0 and self._fp.length is None):
+                    # Unlike readinto, read1 does not release the connection at the end
+                    # of the body; an empty readinto does, so the pool can reuse it.
+                    self._fp.readinto(bytearray(0))
                 if n == 0:
                     if self._fp.length:  # http.client returns 0 on a short body
                         raise TransportError(

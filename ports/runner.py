@@ -9,15 +9,20 @@ Disk layout under ``model_dir``::
 
     <handle>                   symlink -> .versions/<handle>-<sha1>   (the active model)
     .versions/<handle>-<sha1>/ <artifact file name>, edgecore.json   (verified, fsynced)
-    .staging/                  downloads in progress (removed on start and by CLEANUP)
+    .staging/<handle>-<sha1>/  a download in progress: the artifact so far and
+                               .resume.json (sha1, url, first response's ETag)
 
 A download streams into ``.staging/<handle>-<sha1>/`` while hashing
 (``edgecore.checksum.Verifier``); only a verified, fsynced directory is renamed into
 ``.versions``, so a version directory that exists is complete. Activation is an
 atomic ``os.replace`` of the ``<handle>`` symlink; the state is saved after it. On
-start, the disk is made to match the saved state (staging removed, links fixed), and
-an interrupted deployment resumes at its saved step (every action is idempotent), so a
-kill at any point converges without a half-written active model.
+start, the disk is made to match the saved state (links fixed; staged downloads kept
+only for the models the in-flight or queued deployments may still download, the rest
+removed -- also after each poll and by CLEANUP), and an interrupted deployment resumes
+at its saved step (every action is idempotent), so a kill at any point converges
+without a half-written active model. A staged download whose sidecar matches (same
+sha1 and URL, an ETag) is re-hashed from disk once and continued with ``Range`` and
+``If-Match``; anything else there is deleted and fetched from byte 0.
 
 Clock: requests are signed with ``agent.signing_time`` (device clock + learned offset,
 never below the floor saved with the state); a request rejected as skewed corrects the
@@ -28,9 +33,14 @@ full jitter (``agent.Backoff``), capped by ``max_retries`` and ``retry_time_budg
 unless the error says ``retryable = False`` (e.g. a device certificate the IoT
 credentials endpoint refuses: retrying cannot help). A credentials provider failure is
 reported as ``credentials: ...``; a final one ends the cycle (nothing can be signed);
-a download cut short resumes with a ``Range`` request (hashing only the new bytes) and
-starts over if the server answers 200. Free space (``Content-Length`` of the GET +
-``free_space_reserve_bytes``) is checked before the first byte is written.
+a download cut short resumes with a ``Range`` request and ``If-Match: <ETag>`` (hashing
+only the new bytes); it starts over if the server answers 200, or 412 (the object
+changed: a retry, not a failure). Each attempt is bounded: an API call must complete
+within ``request_timeout`` seconds, a download must receive ``min_download_rate``
+bytes/s over any ``RATE_WINDOW`` seconds or the attempt is cut and retried (resuming),
+both measured with the port's monotonic clock between reads. Free space
+(``Content-Length`` of the GET + ``free_space_reserve_bytes``) is checked before the
+first byte is written.
 
 Inference metrics: in-process applications call ``Runner.record_inference``; others
 call ``record_inference(state_dir, ...)``, which appends to a spool file the agent
@@ -56,6 +66,7 @@ from edgecore.errors import (
     ResponseParseError,
     TransportError,
 )
+from edgecore_ports import ascii_digits
 
 AGENT_VERSION = "0.1.0"
 STATE_FILE = "state.json"
@@ -80,7 +91,16 @@ DEFAULTS = {
     "retry_time_budget": 300,
     "reload_command": None,
     "reload_timeout": 120,
+    # Per attempt: an API call (request + whole response) must finish within this many
+    # seconds; a download must receive at least min_download_rate bytes/s over any
+    # RATE_WINDOW seconds (0: no minimum). Either failure is retried like a cut
+    # connection (a download resumes with Range).
+    "request_timeout": 120,
+    "min_download_rate": 1024,
 }
+RATE_WINDOW = 30  # seconds over which min_download_rate is evaluated
+RESUME_FILE = ".resume.json"  # sidecar of a staged download: sha1, url, ETag
+MAX_API_BODY = 16 * 1024 * 1024
 REQUIRED = ("device_name", "fleet_name", "region", "model_dir", "state_dir")
 
 
@@ -119,7 +139,7 @@ def load_config(doc, environ=None):
             not isinstance(v, str) or not (v.startswith("http://") or v.startswith("https://"))
         ):
             raise ConfigError(key, "expected an http:// or https:// URL")
-    for key in ("heartbeat_interval", "retry_time_budget", "reload_timeout"):
+    for key in ("heartbeat_interval", "retry_time_budget", "reload_timeout", "request_timeout"):
         v = config[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
             raise ConfigError(key, "expected a number of seconds > 0")
@@ -127,6 +147,9 @@ def load_config(doc, environ=None):
         v = config[key]
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ConfigError(key, "expected an integer >= 0")
+    v = config["min_download_rate"]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+        raise ConfigError("min_download_rate", "expected a number of bytes/s >= 0 (0: no minimum)")
     if config["s3_addressing_style"] not in ("auto", "path", "virtual"):
         raise ConfigError("s3_addressing_style", "expected auto, path or virtual")
     if config["board"] not in ("auto", "linux", "raspberrypi", "jetson", "micropython"):
@@ -232,7 +255,7 @@ def _content_range_total(value, start):
         return None
     span, _, total = value[6:].partition("/")
     first, _, last = span.partition("-")
-    if not (first.isdigit() and last.isdigit() and total.isdigit()):
+    if not (ascii_digits(first) and ascii_digits(last) and ascii_digits(total)):
         return None
     if int(first) != start or int(last) + 1 != int(total):
         return None
@@ -243,28 +266,81 @@ class _Partial:
     """A download in progress: its staging directory, open file, hash and byte count.
 
     The Verifier lives as long as the download (across retries), so a resumed
-    transfer hashes only the new bytes: no hash copy or re-read is needed.
+    transfer hashes only the new bytes: no hash copy or re-read is needed. The first
+    response's ETag is kept in a sidecar (``RESUME_FILE``: sha1, url, etag) next to
+    the artifact, so a restarted agent can resume too (``resume_from_disk``): it
+    re-hashes the bytes on disk once, then asks for the rest with ``Range`` and
+    ``If-Match``.
     """
 
-    def __init__(self, directory, filename, sha1, handle):
+    def __init__(self, directory, filename, sha1, handle, url=None):
         self.dir = directory
         self.filename = filename
         self.sha1 = sha1
         self.handle = handle
+        self.url = url
         self.meta = {"sha1": sha1}
         self.done = 0
         self.file = None
         self.verifier = None
+        self.etag = None
+        self.from_disk = False  # the bytes so far were re-read after a restart
 
     def reset(self):
         self.close()
         self.remove()
         self.done = 0
         self.verifier = None
+        self.etag = None
+        self.from_disk = False
 
     def remove(self):
         if os.path.exists(self.dir):
             _rmtree(self.dir)
+
+    def _path(self, name=None):
+        return _join(self.dir, name or self.filename)
+
+    def read_sidecar(self):
+        """The sidecar's dict when it describes this download (same sha1 and url, an
+        ETag), else None (missing, corrupt or another download's)."""
+        try:
+            with open(self._path(RESUME_FILE), "rb") as f:
+                doc = json.loads(f.read(4096).decode("utf-8"))
+        except (OSError, ValueError):
+            return None
+        if (
+            not isinstance(doc, dict)
+            or doc.get("sha1") != self.sha1
+            or doc.get("url") != self.url
+            or not isinstance(doc.get("etag"), str)
+            or not doc["etag"]
+        ):
+            return None
+        return doc
+
+    def resume_from_disk(self):
+        """Adopt the staged bytes of an earlier run when its sidecar matches; else
+        start clean. Returns the bytes adopted (0 when starting clean)."""
+        self.close()
+        doc = self.read_sidecar() if os.path.isdir(self.dir) else None
+        path = self._path()
+        if doc is None or not os.path.isfile(path) or not os.path.getsize(path):
+            self.reset()
+            return 0
+        verifier = Verifier("SHA1", self.sha1, operation="download " + self.handle)
+        with open(path, "rb") as f:
+            verifier.consume(f)
+        self.verifier = verifier
+        self.done = verifier.bytes_seen
+        self.etag = doc["etag"]
+        self.from_disk = True
+        return self.done
+
+    def save_sidecar(self, atomic_write):
+        if self.etag:
+            data = json.dumps({"sha1": self.sha1, "url": self.url, "etag": self.etag})
+            atomic_write(self._path(RESUME_FILE), data, 0o600)
 
     def open(self, total):
         if self.verifier is None:
@@ -273,9 +349,11 @@ class _Partial:
             )
             os.makedirs(self.dir, exist_ok=True)
             # Stays open across calls (closed by close()/commit()): not a `with` block.
-            self.file = open(_join(self.dir, self.filename), "wb")  # noqa: SIM115
+            self.file = open(self._path(), "wb")  # noqa: SIM115
         elif self.file is None:
-            self.file = open(_join(self.dir, self.filename), "r+b")  # noqa: SIM115
+            if total is not None:
+                self.verifier.limit = total  # unknown when the bytes came from disk
+            self.file = open(self._path(), "r+b")  # noqa: SIM115
             # Bytes past `done` (a write cut short) were never hashed: drop them.
             self.file.truncate(self.done)
             self.file.seek(self.done)
@@ -289,18 +367,61 @@ class _Partial:
                 self.file = None
 
     def commit(self):
-        """fsync the artifact, write edgecore.json; returns the metadata."""
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        """fsync the artifact, write edgecore.json; returns the metadata. Anything else
+        in the directory (the resume sidecar, a temp file of its write) is removed
+        first: a version directory holds the artifact and edgecore.json only."""
+        if self.file is not None:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+        else:  # all bytes came from disk (a restart after the last write)
+            fd = os.open(self._path(), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         self.close()
+        for name in os.listdir(self.dir):
+            if name != self.filename:
+                _rmtree(self._path(name))
         self.meta["size"] = self.done
         self.meta["file"] = self.filename
-        with open(_join(self.dir, META_FILE), "w") as f:
+        with open(self._path(META_FILE), "w") as f:
             f.write(json.dumps(self.meta))
             f.flush()
             os.fsync(f.fileno())
         _fsync_dir(self.dir)
         return self.meta
+
+
+class _Pace:
+    """The minimum-throughput rule of one download attempt: ``check(n)`` after each
+    read of ``n`` bytes returns the rate (bytes/s) when fewer than ``min_rate`` bytes/s
+    arrived over the last RATE_WINDOW seconds, else None. Samples are kept at most one
+    a second, so the window holds a bounded number of them."""
+
+    def __init__(self, monotonic, min_rate, window=RATE_WINDOW):
+        self.monotonic = monotonic
+        self.min_rate = min_rate
+        self.window = window
+        self.got = 0
+        self.samples = [(monotonic(), 0)]  # (time, bytes received by then)
+
+    def check(self, n):
+        self.got += n
+        if not self.min_rate:
+            return None
+        now = self.monotonic()
+        samples = self.samples
+        if now - samples[-1][0] >= 1:
+            samples.append((now, self.got))
+        # Keep one sample at or before the window's start: the rate's baseline.
+        while len(samples) > 1 and samples[1][0] <= now - self.window:
+            samples.pop(0)
+        t0, b0 = samples[0]
+        if now - t0 < self.window:
+            return None
+        rate = (self.got - b0) / float(now - t0)
+        return rate if rate < self.min_rate else None
 
 
 def _null_log(level, event, **fields):
@@ -404,9 +525,55 @@ class Runner:
             self.credentials.invalidate()
 
     def _transport(self, method, url, headers, body=b""):
-        status, headers_out, data = self.http.transport(method, url, headers, body)
+        opener = getattr(self.http, "open", None)
+        if opener is None:
+            status, headers_out, data = self.http.transport(method, url, headers, body)
+        else:
+            status, headers_out, data = self._exchange(opener, method, url, headers, body)
         self._last_date = headers_out.get("date")
         return status, headers_out, data
+
+    def _exchange(self, opener, method, url, headers, body):
+        """One API exchange, the whole response read within ``request_timeout`` seconds
+        (checked after each read: a peer trickling bytes under the per-read timeout
+        cannot hold the agent). Raises TransportError, retried like a network error."""
+        limit = self.config["request_timeout"]
+        deadline = self.port.monotonic() + limit
+        origin = "/".join(url.split("/", 3)[:3])
+
+        def check():
+            if self.port.monotonic() > deadline:
+                raise TransportError(
+                    "%s %s: no complete response within request_timeout (%s s)"
+                    % (method, origin, limit)
+                )
+
+        resp = opener(method, url, headers, body)
+        try:
+            check()
+            bound = getattr(self.http, "max_body", MAX_API_BODY)
+            declared = resp.headers.get("content-length")
+            if declared is not None and ascii_digits(declared) and int(declared) > bound:
+                raise TransportError(
+                    "%s %s: response body of %s bytes exceeds the %d byte bound"
+                    % (method, origin, declared, bound)
+                )
+            chunks = []
+            size = 0
+            while True:
+                data = resp.read(CHUNK)
+                if not data:
+                    break
+                size += len(data)
+                if size > bound:
+                    raise TransportError(
+                        "%s %s: response body exceeds the %d byte bound" % (method, origin, bound)
+                    )
+                chunks.append(data)
+                check()
+            return resp.status, resp.headers, b"".join(chunks)
+        finally:
+            resp.close()
 
     @property
     def client(self):
@@ -480,10 +647,9 @@ class Runner:
         self.save()
 
     def recover(self):
-        """Disk := saved state: drop staging leftovers, fix or remove model links."""
-        staging = _join(self.model_dir, STAGING)
-        if os.path.exists(staging):
-            _rmtree(staging)
+        """Disk := saved state: drop staging leftovers (except downloads a queued or
+        in-flight deployment may resume), fix or remove model links."""
+        self._prune_staging()
         # Temp files of an atomic write or link switch cut short by a kill.
         for name in os.listdir(self.state_dir):
             if name.startswith("." + STATE_FILE + ".") and name.endswith(".tmp"):
@@ -512,6 +678,38 @@ class Runner:
             self._switch(handle, target)
             self.log("warning", "recover.relinked", handle=handle, sha1=entry["sha1"])
         _fsync_dir(self.model_dir)
+
+    def _wanted_downloads(self):
+        """Staging names (``<handle>-<sha1>``) of the models the in-flight deployment
+        (from its current definition on) and the queued ones may still download."""
+        state = self.state or {}
+        deps = list(state.get("queue") or [])
+        inf = state.get("inflight")
+        if inf:
+            deps.append({"defs": inf["defs"][inf.get("i", 0) :]})
+        names = set()
+        for dep in deps:
+            for d in dep.get("defs") or []:
+                h, sha1 = d.get("handle"), d.get("sha1")
+                if d.get("desired") == agent.DEPLOY and agent.handle_ok(h) and agent.sha1_ok(sha1):
+                    names.add(h + "-" + sha1)
+        return names
+
+    def _prune_staging(self):
+        """Remove staged downloads no deployment wants (and .staging once empty): a
+        kept one is resumed, after its sidecar is checked, by _download."""
+        staging = _join(self.model_dir, STAGING)
+        if not os.path.isdir(staging):
+            if os.path.lexists(staging):
+                _rmtree(staging)
+            return
+        keep = self._wanted_downloads()
+        for name in os.listdir(staging):
+            path = _join(staging, name)
+            if name not in keep or os.path.islink(path) or not os.path.isdir(path):
+                _rmtree(path)
+        if not os.listdir(staging):
+            os.rmdir(staging)
 
     # ---- actions ----------------------------------------------------------------
 
@@ -617,9 +815,7 @@ class Runner:
             if name not in keep:
                 _rmtree(_join(vroot, name))
                 removed += 1
-        staging = _join(self.model_dir, STAGING)
-        if os.path.exists(staging):
-            _rmtree(staging)
+        self._prune_staging()
         _fsync_dir(vroot)
         if removed:
             self.log("info", "versions.removed", count=removed)
@@ -644,15 +840,26 @@ class Runner:
         )
         staging = _join(self.model_dir, STAGING)
         os.makedirs(staging, exist_ok=True)
-        part = _Partial(_join(staging, handle + "-" + sha1), _artifact_name(key), sha1, handle)
-        part.reset()
+        part = _Partial(
+            _join(staging, handle + "-" + sha1), _artifact_name(key), sha1, handle, url=url
+        )
+        where = "s3://%s/%s" % (bucket, key)
+        adopted = part.resume_from_disk()
+        if adopted:
+            self.log("info", "download.resume", handle=handle, url=where, have=adopted)
         backoff = agent.Backoff(
             self.port.monotonic(), self.config["max_retries"], self.config["retry_time_budget"]
         )
-        where = "s3://%s/%s" % (bucket, key)
         fixed_clock = fixed_creds = False
         attempts = 0
         info = None
+
+        def fail(reason):
+            part.close()
+            part.remove()
+            self.log("error", "download.failed", handle=handle, url=where, reason=reason)
+            return agent.failed(reason)
+
         try:
             while True:
                 attempts += 1
@@ -660,8 +867,11 @@ class Runner:
                     info = self._fetch(url, where, part)
                     break
                 except _Fatal as exc:
-                    part.reset()
                     reason = str(exc)
+                    if getattr(exc, "keep", False):
+                        part.close()  # an error answer: the bytes so far stay valid
+                    else:
+                        part.reset()
                     code = getattr(exc, "code", None)
                     if (
                         code is not None
@@ -679,33 +889,20 @@ class Runner:
                         self._invalidate()
                         continue
                     if not getattr(exc, "retryable", False):
-                        self.log(
-                            "error", "download.failed", handle=handle, url=where, reason=reason
-                        )
-                        return agent.failed(reason)
+                        return fail(reason)
                 except (TransportError, OSError) as exc:
                     # Keep what was received: the next attempt asks for the rest (Range).
                     part.close()
                     reason = "GET %s: %s" % (where, self._describe(exc))
                     if getattr(exc, "retryable", None) is False:  # e.g. a refused certificate
-                        self.log(
-                            "error", "download.failed", handle=handle, url=where, reason=reason
-                        )
-                        return agent.failed(reason)
+                        return fail(reason)
                     if isinstance(exc, OSError) and exc.errno in (28, 122):  # ENOSPC, EDQUOT
-                        self.log(
-                            "error", "download.failed", handle=handle, url=where, reason=reason
-                        )
-                        return agent.failed("no space left in model_dir while writing: " + reason)
+                        return fail("no space left in model_dir while writing: " + reason)
                 except EdgecoreError as exc:  # e.g. a body longer than its Content-Length
-                    reason = "GET %s: %s" % (where, exc)
-                    self.log("error", "download.failed", handle=handle, url=where, reason=reason)
-                    return agent.failed(reason)
+                    return fail("GET %s: %s" % (where, exc))
                 delay = backoff.delay(self.port.monotonic(), self.rand)
                 if delay is None:
-                    reason = "gave up after %d attempt(s): %s" % (attempts, reason)
-                    self.log("error", "download.failed", handle=handle, url=where, reason=reason)
-                    return agent.failed(reason)
+                    return fail("gave up after %d attempt(s): %s" % (attempts, reason))
                 self.log(
                     "warning",
                     "download.retry",
@@ -717,9 +914,10 @@ class Runner:
                 )
                 self.sleep(delay)
         finally:
+            # Anything else (a kill, an unexpected error) leaves the staged bytes and
+            # their sidecar for the next run; recover()/CLEANUP drop what no
+            # deployment wants any more.
             part.close()
-            if info is None:
-                part.remove()
         os.replace(part.dir, vdir)
         _fsync_dir(_join(self.model_dir, VERSIONS))
         self.log(
@@ -750,6 +948,10 @@ class Runner:
         request_headers = {}
         if part.done:
             request_headers["Range"] = "bytes=%d-" % part.done
+            if part.etag:
+                # The object must be the one the bytes on disk came from: a changed
+                # object answers 412 and the download restarts from byte 0.
+                request_headers["If-Match"] = part.etag
         headers = sigv4.sign_request(
             "GET",
             url,
@@ -764,6 +966,7 @@ class Runner:
         )
         resp = self.http.open("GET", url, headers)
         try:
+            etag = resp.headers.get("etag")
             if resp.status == 206 and part.done:
                 total = _content_range_total(resp.headers.get("content-range"), part.done)
                 if total is None:
@@ -771,11 +974,27 @@ class Runner:
                         "GET %s: HTTP 206 with an unexpected Content-Range %r"
                         % (where, resp.headers.get("content-range"))
                     )
+                if part.etag and etag and etag != part.etag:
+                    # If-Match not honoured and the object changed: start over.
+                    exc = _Fatal("GET %s: ETag changed during the download" % where)
+                    exc.retryable = True
+                    raise exc
             elif resp.status == 200:
-                if part.done:
-                    part.reset()  # the server ignored the Range: start over
+                if part.verifier is not None:
+                    part.reset()  # the server ignored the Range (or none was sent): anew
                 length = resp.headers.get("content-length")
-                total = int(length) if length is not None and length.isdigit() else None
+                total = int(length) if length is not None and ascii_digits(length) else None
+                part.etag = etag
+            elif resp.status == 416 and part.done and part.verifier is not None:
+                # Nothing after the bytes we have: they may be the whole object (a
+                # restart after the last write). The checksum decides; else restart.
+                try:
+                    part.verifier.finish()
+                except ChecksumMismatch:
+                    exc = _Fatal("GET %s: HTTP 416, the staged bytes do not verify" % where)
+                    exc.retryable = True
+                    raise exc from None
+                return part.commit()
             else:
                 body = resp.read(s3url.MAX_ERROR_BODY)
                 code, message = s3url.parse_error(body)
@@ -790,7 +1009,13 @@ class Runner:
                 )
                 exc.code = code
                 exc.date = resp.headers.get("date")
-                exc.retryable = agent.is_retryable(code, resp.status)
+                if resp.status == 412 and part.done:
+                    # The object changed since the first byte: drop the partial and
+                    # fetch the new one from 0 (a retry, not a failure).
+                    exc.retryable = True
+                else:
+                    exc.retryable = agent.is_retryable(code, resp.status)
+                    exc.keep = True  # an answer about this request, not about our bytes
                 raise exc
             free = self.port.free_space(self.model_dir)
             reserve = self.config["free_space_reserve_bytes"]
@@ -807,7 +1032,11 @@ class Runner:
             ):
                 if resp.headers.get(header):
                     part.meta[name] = resp.headers[header]
+            fresh = part.verifier is None
             f, verifier = part.open(total)
+            if fresh:
+                part.save_sidecar(self.port.atomic_write)
+            pace = _Pace(self.port.monotonic, self.config["min_download_rate"])
             mv = memoryview(bytearray(CHUNK))
             while True:
                 n = resp.readinto(mv)
@@ -820,9 +1049,22 @@ class Runner:
                 if self.progress is not None:
                     self.progress(part.handle, part.done, total)
                 self._crash_point("download-chunk")
+                slow = pace.check(n)
+                if slow is not None and (total is None or part.done < total):
+                    raise TransportError(
+                        "GET %s: download too slow (%.0f bytes/s over the last %d s, "
+                        "min_download_rate %s): aborted, will resume"
+                        % (where, slow, RATE_WINDOW, self.config["min_download_rate"])
+                    )
             try:
                 verifier.finish()
             except ChecksumMismatch as exc:
+                if part.from_disk:
+                    # Bytes adopted after a restart (a power cut can leave garbage in
+                    # an unsynced tail): fetch everything again once before failing.
+                    again = _Fatal("GET %s: %s (bytes staged before a restart)" % (where, exc))
+                    again.retryable = True
+                    raise again from None
                 raise _Fatal("GET %s: %s" % (where, exc)) from None
             return part.commit()
         finally:
@@ -1031,6 +1273,9 @@ class Runner:
             with self._locked():
                 ignored = agent.plan(self.state, result, self.now())
                 self.save()
+                # A staged download of a deployment the cloud no longer lists goes now,
+                # not at the next restart or CLEANUP.
+                self._prune_staging()
             if ignored:
                 self.log("warning", "poll.ignored", count=ignored)
             self.log("info", "poll.done", queued=len(self.state["queue"]))

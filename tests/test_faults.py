@@ -258,10 +258,6 @@ def test_cut_download_resumes_with_range(rig, kind):
     assert no_staging(rig)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap: ports/runner.py Runner._fetch sends Range without If-Match (issue 6 item 2)",
-)
 def test_resumed_download_sends_if_match(rig):
     """A changed object must restart cleanly (412), not be spliced onto the old prefix."""
     deploy(rig, "1.0")
@@ -277,11 +273,6 @@ class Killed(Exception):
     pass
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap: a restart drops the partial download (ports/runner.py Runner.recover "
-    "removes .staging, _download calls part.reset()): no resume across a kill",
-)
 def test_download_resumes_after_a_restart(rig):
     """Power loss mid-download (the common case on devices): the restarted agent should
     continue from the bytes on disk, as after a cut connection."""
@@ -539,3 +530,228 @@ def test_cli_run_once_through_faults(rig, agent_env):
     assert resumed["headers"]["range"].startswith("bytes=")
     logged = [json.loads(x)["event"] for x in proc.stderr.splitlines() if x.startswith("{")]
     assert "api.retry" in logged and "download.retry" in logged
+
+
+# ---- resumable downloads: If-Match, across restarts, minimum rate --------------------
+
+
+def stale_deployment(rig, size=400000):
+    """A deployment of NEW bytes whose S3 object still holds OLD bytes (same key): the
+    object changes when the test re-uploads NEW between attempts."""
+    old, new = os.urandom(size), os.urandom(size)
+    d = rig.cloud.deploy("cam", "detector", "1.0", data=new)
+    url = d["Definitions"][0]["S3Url"]
+    rig.cloud.put_object(url, old)
+    return d["DeploymentName"], url, new
+
+
+def test_changed_object_between_attempts_restarts_cleanly(rig):
+    name, url, new = stale_deployment(rig)
+    rig.s3.add_fault("reset", op="GetObject", after=150000)
+    r = rig.runner()
+    r.sleep = lambda s: rig.cloud.put_object(url, new)  # re-uploaded while we back off
+    assert r.cycle()["ok"]
+    first, resumed, fresh = rig.s3.requests("GetObject")
+    assert first["fault"] == "reset" and "if-match" not in first["headers"]
+    assert resumed["headers"]["range"].startswith("bytes=")
+    assert resumed["headers"]["if-match"].strip('"')  # the first response's ETag
+    assert resumed["status"] == 412  # the object changed: nothing spliced onto old bytes
+    assert "range" not in fresh["headers"] and fresh["status"] == 200
+    retries = events(r, "download.retry")
+    assert len(retries) == 2 and "412" in retries[1]["reason"] and retries[1]["have"] == 0
+    assert rig.active_bytes() == new
+    assert rig.results()[name]["DeploymentStatus"] == "SUCCESS"
+    assert no_staging(rig)
+
+
+def kill_mid_download(rig, after_chunks=4):
+    chunks = []
+
+    def crash_hook(point):
+        if point == "download-chunk":
+            chunks.append(point)
+            if len(chunks) == after_chunks:
+                raise Killed(point)
+
+    r = rig.runner()
+    r.crash_hook = crash_hook
+    with pytest.raises(Killed):
+        r.cycle()
+    staged = rig.tmp / "models" / ".staging"
+    (part,) = os.listdir(str(staged))
+    return staged / part
+
+
+def test_restart_resumes_with_range_and_if_match_fetching_only_the_rest(rig):
+    name, data = deploy(rig, "1.0", size=600000)
+    part = kill_mid_download(rig)
+    files = sorted(os.listdir(str(part)))
+    assert ".resume.json" in files
+    artifact = [f for f in files if f != ".resume.json"][0]
+    have = (part / artifact).stat().st_size
+    sidecar = json.loads((part / ".resume.json").read_text())
+    assert sidecar["sha1"] == hashlib.sha1(data).hexdigest()
+    assert 0 < have < len(data)
+    r2 = rig.runner()
+    assert r2.cycle()["ok"]
+    assert events(r2, "download.resume")[0]["have"] == have
+    first, resumed = rig.s3.requests("GetObject")
+    assert resumed["headers"]["range"] == "bytes=%d-" % have
+    assert resumed["headers"]["if-match"] == sidecar["etag"] == '"%s"' % hashlib.md5(
+        data
+    ).hexdigest()  # S3's ETag of a single-part upload
+    assert resumed["status"] == 206 and resumed["body_len"] == len(data) - have
+    assert not events(r2, "download.retry")
+    assert rig.active_bytes() == data
+    assert rig.results()[name]["DeploymentStatus"] == "SUCCESS"
+    assert no_staging(rig)
+    # The version directory holds the artifact and edgecore.json only (no sidecar).
+    (vdir,) = os.listdir(str(rig.tmp / "models" / ".versions"))
+    assert sorted(os.listdir(str(rig.tmp / "models" / ".versions" / vdir))) == sorted(
+        [artifact, "edgecore.json"]
+    )
+
+
+def test_restart_after_the_object_changed_restarts_from_zero(rig):
+    name, url, new = stale_deployment(rig, size=600000)
+    kill_mid_download(rig)
+    rig.cloud.put_object(url, new)  # changed while the agent was down
+    r2 = rig.runner()
+    assert r2.cycle()["ok"]
+    resumed, fresh = rig.s3.requests("GetObject")[1:]
+    assert resumed["headers"]["if-match"] and resumed["status"] == 412
+    assert "range" not in fresh["headers"] and fresh["status"] == 200
+    assert rig.active_bytes() == new
+    assert rig.results()[name]["DeploymentStatus"] == "SUCCESS"
+    assert no_staging(rig)
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt", "other-url", "other-sha1", "no-etag"])
+def test_staged_bytes_without_a_matching_sidecar_are_not_resumed(rig, damage):
+    name, data = deploy(rig, "1.0", size=600000)
+    part = kill_mid_download(rig)
+    sidecar = part / ".resume.json"
+    doc = json.loads(sidecar.read_text())
+    if damage == "missing":
+        sidecar.unlink()
+    elif damage == "corrupt":
+        sidecar.write_bytes(b'{"sha1": "')
+    elif damage == "other-url":
+        doc["url"] = doc["url"] + "-old"
+        sidecar.write_text(json.dumps(doc))
+    elif damage == "other-sha1":
+        doc["sha1"] = "0" * 40
+        sidecar.write_text(json.dumps(doc))
+    else:
+        del doc["etag"]
+        sidecar.write_text(json.dumps(doc))
+    r2 = rig.runner()
+    assert r2.cycle()["ok"]
+    assert not events(r2, "download.resume")
+    restarted = rig.s3.requests("GetObject")[-1]
+    assert "range" not in restarted["headers"] and "if-match" not in restarted["headers"]
+    assert rig.active_bytes() == data
+    assert no_staging(rig)
+
+
+def test_staged_download_no_deployment_wants_is_removed(rig):
+    name, _ = deploy(rig, "1.0", size=600000)
+    part = kill_mid_download(rig)
+    rig.cloud.cancel_deployment(name)
+    stray = rig.tmp / "models" / ".staging" / ("cam-" + "1" * 40)
+    stray.mkdir()
+    (stray / "model.bin").write_bytes(b"old")
+    r2 = rig.runner()
+    r2.start()
+    # Kept at start while the saved queue still lists the deployment (only the stray
+    # goes); dropped once the poll says it is no longer wanted.
+    assert not stray.exists() and part.exists()
+    assert r2.cycle()["ok"]
+    assert not (rig.tmp / "models" / ".staging").exists()
+    assert len(rig.s3.requests("GetObject")) == 1
+
+
+class SteppingClock:
+    """A monotonic clock that moves ``step`` seconds at every reading (no real time)."""
+
+    def __init__(self, step):
+        self.t = 1000.0
+        self.step = step
+
+    def __call__(self):
+        self.t += self.step
+        return self.t
+
+
+class PortWithClock:
+    def __init__(self, port, monotonic):
+        self._port = port
+        self.monotonic = monotonic
+
+    def __getattr__(self, name):
+        return getattr(self._port, name)
+
+
+def test_download_below_min_rate_is_aborted_and_resumed_with_if_match(rig):
+    name, data = deploy(rig, "1.0", size=400000)
+    rig.s3.sleep = lambda s: None  # throttled in small sends, paced by the fake clock only
+    rig.s3.add_fault("throttle", op="GetObject", bps=20000)
+    r = rig.runner(min_download_rate=10**6, retry_time_budget=10**7, max_retries=10)
+    r.port = PortWithClock(r.port, SteppingClock(20))
+    assert r.cycle()["ok"]
+    retries = events(r, "download.retry")
+    assert retries and all("download too slow" in x["reason"] for x in retries)
+    haves = [x["have"] for x in retries]
+    assert haves == sorted(set(haves)) and haves[0] > 0  # progress kept at every abort
+    gets = rig.s3.requests("GetObject")
+    assert gets[0]["fault"] == "throttle" and "range" not in gets[0]["headers"]
+    for g, have in zip(gets[1:], haves):
+        assert g["headers"]["range"] == "bytes=%d-" % have and g["headers"]["if-match"]
+        assert g["status"] == 206
+    assert rig.active_bytes() == data
+    assert rig.results()[name]["DeploymentStatus"] == "SUCCESS"
+
+
+def test_restart_with_every_byte_staged_verifies_without_refetching(rig):
+    """Killed after the last byte was written, before the commit: the resumed request
+    asks past the end (416), and the bytes on disk are checked against the SHA1."""
+    name, data = deploy(rig, "1.0", size=600000)
+    progress = []
+
+    def crash_hook(point):
+        if point == "download-chunk" and progress[-1] == len(data):
+            raise Killed(point)
+
+    r = rig.runner()
+    r.progress = lambda handle, done, total: progress.append(done)
+    r.crash_hook = crash_hook
+    with pytest.raises(Killed):
+        r.cycle()
+    r2 = rig.runner()
+    assert r2.cycle()["ok"]
+    last = rig.s3.requests("GetObject")[-1]
+    assert last["headers"]["range"] == "bytes=%d-" % len(data) and last["status"] == 416
+    assert rig.active_bytes() == data
+    assert rig.results()[name]["DeploymentStatus"] == "SUCCESS"
+    assert no_staging(rig)
+
+
+def test_garbage_in_staged_bytes_after_a_restart_refetches_once(rig):
+    """A power cut can leave an unsynced tail of garbage: the resumed download's
+    checksum fails, and the agent fetches the whole object again instead of failing."""
+    name, data = deploy(rig, "1.0", size=600000)
+    part = kill_mid_download(rig)
+    (artifact,) = [p for p in part.iterdir() if p.name != ".resume.json"]
+    staged = bytearray(artifact.read_bytes())
+    staged[-100:] = b"\0" * 100
+    artifact.write_bytes(bytes(staged))
+    r2 = rig.runner()
+    assert r2.cycle()["ok"]
+    resumed, fresh = rig.s3.requests("GetObject")[1:]
+    assert resumed["status"] == 206 and fresh["status"] == 200
+    assert "range" not in fresh["headers"]
+    (retry,) = events(r2, "download.retry")
+    assert "checksum mismatch" in retry["reason"] and "restart" in retry["reason"]
+    assert rig.active_bytes() == data
+    assert rig.results()[name]["DeploymentStatus"] == "SUCCESS"
+    assert no_staging(rig)

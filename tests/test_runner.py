@@ -822,3 +822,184 @@ def test_any_error_marked_not_retryable_is_raised_at_once(tmp_path, cloud):
         "SendHeartbeat: proxy refused the request",
     ]
     assert r.http.calls == 1 + 1 + 4 and len(r.sleeps) == 3
+
+
+# ---- per-attempt bounds: request_timeout (API), min_download_rate (downloads) ----------
+
+
+class SteppingClock:
+    """A monotonic clock that moves ``step`` seconds at every reading: no real time
+    passes, the runner just sees a slow link."""
+
+    def __init__(self, step):
+        self.t = 5000.0
+        self.step = step
+
+    def __call__(self):
+        self.t += self.step
+        return self.t
+
+
+def test_attempt_bound_config_keys_default_and_are_validated():
+    base = {
+        "device_name": "dev",
+        "fleet_name": "f",
+        "region": "us-west-2",
+        "model_dir": "/m",
+        "state_dir": "/s",
+    }
+    c = load_config(base, environ={})
+    assert c["request_timeout"] == 120 and c["min_download_rate"] == 1024
+    ok = load_config(dict(base, request_timeout=2.5, min_download_rate=0), environ={})
+    assert ok["request_timeout"] == 2.5 and ok["min_download_rate"] == 0
+    for key, bad in [
+        ("request_timeout", 0),
+        ("request_timeout", -1),
+        ("request_timeout", True),
+        ("request_timeout", "60"),
+        ("min_download_rate", -1),
+        ("min_download_rate", False),
+        ("min_download_rate", "1k"),
+        ("min_download_rate", None),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            load_config(dict(base, **{key: bad}), environ={})
+        assert info.value.field == key and key in str(info.value)
+
+
+def test_pace_rule_uses_a_sliding_window():
+    clock = [0.0]
+    pace = runner_mod._Pace(lambda: clock[0], 1000, window=30)
+    for _ in range(29):  # 29 s at 500 B/s: too early to judge
+        clock[0] += 1
+        assert pace.check(500) is None
+    clock[0] += 1
+    assert pace.check(500) == pytest.approx(500.0)  # 15000 bytes over 30 s
+    fast = runner_mod._Pace(lambda: clock[0], 1000, window=30)
+    for _ in range(120):  # a fast start does not excuse a later stall...
+        clock[0] += 1
+        fast.check(100000 if clock[0] < 90 + 30 else 10)
+    assert fast.check(0) is not None
+    assert len(fast.samples) <= 32  # bounded: at most one sample a second in the window
+    off = runner_mod._Pace(lambda: clock[0], 0)
+    clock[0] += 1000
+    assert off.check(1) is None  # 0 disables the rule
+
+
+def test_download_below_min_rate_is_aborted_and_resumed(tmp_path, cloud):
+    data = os.urandom(300000)
+    url, sha = cloud.put("cam/m.bin", data)
+    cloud.deploy(deploy_def("cam", url, sha))
+    r = make_runner(
+        tmp_path,
+        cloud,
+        port=port_with(monotonic=SteppingClock(20)),
+        min_download_rate=10**6,
+        max_retries=10,
+        retry_time_budget=10**7,
+    )
+    assert r.cycle()["ok"]
+    retries = [f for _, e, f in r.log.items if e == "download.retry"]
+    assert retries and all("download too slow" in f["reason"] for f in retries)
+    haves = [f["have"] for f in retries]
+    assert haves == sorted(set(haves)) and haves[0] > 0
+    assert cloud.httpd.ranges == [None] + ["bytes=%d-" % h for h in haves]
+    assert read_active(tmp_path, "cam") == data
+    assert not (tmp_path / "models" / ".staging").exists()
+
+
+def test_download_that_never_reaches_min_rate_fails_and_keeps_previous(tmp_path, cloud):
+    v1 = b"one" * 1000
+    url, sha = cloud.put("cam/v1.bin", v1)
+    cloud.deploy(deploy_def("cam", url, sha))
+    clock = SteppingClock(0)
+    r = make_runner(
+        tmp_path, cloud, port=port_with(monotonic=clock), max_retries=1, retry_time_budget=10**7
+    )
+    assert r.cycle()["ok"]
+    url2, sha2 = cloud.put("cam/v2.bin", os.urandom(2 * 1024 * 1024))
+    cloud.httpd.deployments[:] = []
+    cloud.deploy(deploy_def("cam", url2, sha2))
+    clock.step = 40  # every reading "takes" 40 s: about 1.6 KB/s, under the floor below
+    r.config["min_download_rate"] = 10**5
+    assert r.cycle()["ok"]
+    res = cloud.httpd.heartbeats[-1]["DeploymentResult"]
+    assert res["DeploymentStatus"] == "FAIL"
+    reason = res["DeploymentModels"][0]["StatusReason"]
+    assert "gave up after 2 attempt(s)" in reason and "download too slow" in reason
+    assert read_active(tmp_path, "cam") == v1
+    assert not (tmp_path / "models" / ".staging").exists()
+
+
+def test_min_download_rate_zero_disables_the_rule(tmp_path, cloud):
+    data = os.urandom(300000)
+    url, sha = cloud.put("cam/m.bin", data)
+    cloud.deploy(deploy_def("cam", url, sha))
+    r = make_runner(
+        tmp_path,
+        cloud,
+        port=port_with(monotonic=SteppingClock(1000)),
+        min_download_rate=0,
+        request_timeout=10**6,
+        retry_time_budget=10**7,
+    )
+    assert r.cycle()["ok"]
+    assert "download.retry" not in r.log.names()
+    assert read_active(tmp_path, "cam") == data
+
+
+class TricklingHttp:
+    """``open`` answers 200 with a body that arrives one byte per read, forever (bounded
+    by the test's clock: the runner must give up at request_timeout)."""
+
+    def __init__(self):
+        self.opens = 0
+        self.reads = 0
+
+    def open(self, method, url, headers, body=b""):
+        self.opens += 1
+        outer = self
+
+        class Resp:
+            status = 200
+            headers = {"content-type": "application/json"}
+
+            def read(self, n=-1):
+                outer.reads += 1
+                assert outer.reads < 10000, "the runner kept reading past its deadline"
+                return b" "
+
+            def close(self):
+                pass
+
+        return Resp()
+
+
+def test_api_call_is_bounded_by_request_timeout(tmp_path, cloud):
+    from edgecore.errors import TransportError
+
+    r = make_runner(
+        tmp_path,
+        cloud,
+        port=port_with(monotonic=SteppingClock(10)),
+        request_timeout=60,
+        max_retries=2,
+        retry_time_budget=10**7,
+    )
+    r.http = TricklingHttp()
+    with pytest.raises(TransportError) as info:
+        r.call("get_deployments", DeviceName="dev-1", DeviceFleetName="fleet-1")
+    assert "request_timeout (60 s)" in str(info.value)
+    assert r.http.opens == 3 and len(r.sleeps) == 2  # retried like a network error
+    assert r.http.reads <= 3 * 7  # ~60 s / 10 s per reading, per attempt
+
+
+def test_api_response_over_the_body_bound_is_refused(tmp_path, cloud):
+    from edgecore.errors import TransportError
+
+    r = make_runner(tmp_path, cloud, max_retries=0)
+    r.http = TricklingHttp()
+    r.http.max_body = 5
+    with pytest.raises(TransportError) as info:
+        r.call("get_deployments", DeviceName="dev-1", DeviceFleetName="fleet-1")
+    assert "exceeds the 5 byte bound" in str(info.value)
