@@ -1037,11 +1037,20 @@ class Runner:
             if fresh:
                 part.save_sidecar(self.port.atomic_write)
             pace = _Pace(self.port.monotonic, self.config["min_download_rate"])
+            # A body without Content-Length (chunked, or read to the close) is bounded by
+            # the space checked above: a hostile endpoint cannot fill model_dir.
+            room = part.done + max(free - reserve, 0)
             mv = memoryview(bytearray(CHUNK))
             while True:
                 n = resp.readinto(mv)
                 if not n:
                     break
+                if total is None and part.done + n > room:
+                    raise _Fatal(
+                        "GET %s: a body without Content-Length outgrew the free space of "
+                        "%s (%d bytes beyond the %d byte reserve); stopped"
+                        % (where, self.model_dir, room, reserve)
+                    )
                 chunk = mv[:n]
                 f.write(chunk)  # written, then hashed: `done` counts bytes that are both
                 verifier.update(chunk)

@@ -454,12 +454,6 @@ class _SmallDiskPort:
         return getattr(self._port, name)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG ports/runner.py:778,797 / _Partial.open: without a Content-Length (chunked "
-           "or close-delimited 200) the download has no size bound (Verifier limit=None, "
-           "free-space check with need=0): a hostile S3 endpoint fills model_dir",
-)
 def test_download_without_length_is_bounded_by_free_space(local_cloud, tmp_path, raw_s3):
     from edgecore_ports import load_port
 
