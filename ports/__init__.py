@@ -59,7 +59,7 @@ Metric catalog (Dimension / MetricName; Value is a float, units in the name):
 
 import sys
 
-from edgecore.errors import TransportError
+from edgecore.errors import EdgecoreError, TransportError
 
 BOARDS = ("linux", "raspberrypi", "jetson", "micropython")
 
@@ -183,3 +183,37 @@ def ascii_digits(text):
     """True for a non-empty run of 0-9 only: ``str.isdigit`` also accepts other scripts'
     digits and superscripts on CPython (not on MicroPython), so network numbers use this."""
     return bool(text) and all("0" <= c <= "9" for c in text)
+
+
+# -- agent config (shared by edgecore_ports.runner and edgecore_ports.mp_agent) ----------
+
+AGENT_REQUIRED = ("device_name", "fleet_name", "region", "model_dir", "state_dir")
+
+
+class ConfigError(EdgecoreError):
+    """The agent config is missing a key or has one of the wrong form."""
+
+    def __init__(self, field, detail):
+        self.field = field
+        super().__init__("agent config: invalid %s: %s" % (field, detail))
+
+
+def config_with_defaults(doc, defaults):
+    """A new dict: ``defaults`` updated with the config ``doc``; ConfigError unless ``doc``
+    is a dict whose AGENT_REQUIRED keys are all non-empty strings."""
+    if not isinstance(doc, dict):
+        raise ConfigError("document", "expected a JSON object")
+    config = dict(defaults)
+    config.update(doc)
+    for key in AGENT_REQUIRED:
+        if not isinstance(config.get(key), str) or not config[key]:
+            raise ConfigError(key, "required, a non-empty string")
+    return config
+
+
+def check_seconds(config, keys):
+    """ConfigError unless each of ``keys`` is a number > 0 (bool is not a number here)."""
+    for key in keys:
+        v = config[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+            raise ConfigError(key, "expected a number of seconds > 0")

@@ -22,7 +22,7 @@ from edgecore_ports.cpython import (
     open,
     transport,
 )
-from edgecore_ports.linux import MetricsReader, log, run_command
+from edgecore_ports.linux import BoardMetrics, board_metrics, run_command
 
 __all__ = [
     "JetsonMetrics", "atomic_write", "clock", "configure", "free_space", "fsync_dir",
@@ -57,15 +57,11 @@ def parse_nvpmodel(text):
     raise ValueError("no 'NV Power Mode:' line followed by an id")
 
 
-class JetsonMetrics(MetricsReader):
-    """Generic Linux metrics plus GPU load and power mode.
-
-    ``run(argv) -> stdout text or None`` runs a command; tests inject canned output.
-    """
+class JetsonMetrics(BoardMetrics):
+    """Generic Linux metrics plus GPU load and power mode (``run``: see BoardMetrics)."""
 
     def __init__(self, root="/", run=run_command):
-        MetricsReader.__init__(self, root)
-        self.run = run
+        BoardMetrics.__init__(self, root, run)
         self._gpu_path = None
 
     def gpu_load_path(self):
@@ -95,29 +91,18 @@ class JetsonMetrics(MetricsReader):
         return None
 
     def read(self, model_dir, now):
-        out = MetricsReader.read(self, model_dir, now)
+        out = BoardMetrics.read(self, model_dir, now)
         path = self.gpu_load_path()
         if path is not None:
             permille = self._parse(path[len(self.root):], lambda t: int(t.strip()))
             if permille is not None:
                 out.append(edge_metric("gpu", "GpuUtilization", permille / 10.0, now))
-        text = self.run(["nvpmodel", "-q"])
-        if text is not None:
-            try:
-                name, mode = parse_nvpmodel(text)
-            except ValueError as exc:
-                log.debug("metrics: malformed nvpmodel -q output: %s", exc)
-            else:
-                dimension = "power/" + dimension_part(name, "mode%d" % mode)
-                out.append(edge_metric(dimension, "PowerModeId", mode, now))
+        power = self.command(["nvpmodel", "-q"], parse_nvpmodel)
+        if power is not None:
+            name, mode = power
+            dimension = "power/" + dimension_part(name, "mode%d" % mode)
+            out.append(edge_metric(dimension, "PowerModeId", mode, now))
         return out
 
 
-_reader = None
-
-
-def metrics(model_dir, now):
-    global _reader
-    if _reader is None:
-        _reader = JetsonMetrics()
-    return _reader.read(model_dir, now)
+metrics = board_metrics(JetsonMetrics)

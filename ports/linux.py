@@ -249,6 +249,41 @@ class MetricsReader:
         return result
 
 
+class BoardMetrics(MetricsReader):
+    """Base of the board readers (raspberrypi, jetson): generic metrics plus what a
+    board tool prints. ``run(argv) -> stdout text or None`` runs a command; tests
+    inject canned output."""
+
+    def __init__(self, root="/", run=run_command):
+        MetricsReader.__init__(self, root)
+        self.run = run
+
+    def command(self, argv, parser):
+        """parser(stdout of argv), or None when the tool is absent or fails, or its
+        output is malformed (ValueError from parser, logged at debug level)."""
+        text = self.run(argv)
+        if text is None:
+            return None
+        try:
+            return parser(text)
+        except ValueError as exc:
+            log.debug("metrics: malformed %s output: %s", " ".join(argv), exc)
+            return None
+
+
+def board_metrics(reader_class):
+    """A module-level ``metrics(model_dir, now)`` over one ``reader_class()``, made on
+    first use and kept for the CPU interval."""
+    readers = []
+
+    def metrics(model_dir, now):
+        if not readers:
+            readers.append(reader_class())
+        return readers[0].read(model_dir, now)
+
+    return metrics
+
+
 _readers = {}
 
 

@@ -36,14 +36,13 @@ import os
 
 from edgecore import agent, agentstate, s3url, sigv4
 from edgecore.errors import ClientError, EdgecoreError, TransportError
-from edgecore_ports import ascii_digits
+from edgecore_ports import ConfigError, ascii_digits, check_seconds, config_with_defaults
 
 AGENT_VERSION = "0.1.0"
 CHUNK = 4096
 POINTER = "current.json"
 META = "edgecore.json"
 MAX_HEARTBEATS_PER_CYCLE = 5
-REQUIRED = ("device_name", "fleet_name", "region", "model_dir", "state_dir")
 DEFAULTS = {
     "endpoint_url": None,
     "s3_endpoint_url": None,
@@ -58,23 +57,9 @@ DEFAULTS = {
 }
 
 
-class ConfigError(EdgecoreError):
-    """The agent config is missing a key or has one of the wrong form."""
-
-    def __init__(self, field, detail):
-        self.field = field
-        super().__init__("agent config: invalid %s: %s" % (field, detail))
-
-
 def load_config(doc):
     """Check a config dict; returns a new dict with the defaults filled in."""
-    if not isinstance(doc, dict):
-        raise ConfigError("document", "expected a JSON object")
-    config = dict(DEFAULTS)
-    config.update(doc)
-    for key in REQUIRED:
-        if not isinstance(config.get(key), str) or not config[key]:
-            raise ConfigError(key, "required, a non-empty string")
+    config = config_with_defaults(doc, DEFAULTS)
     creds = config.get("credentials")
     if not isinstance(creds, dict) or not creds.get("access_key_id") \
             or not creds.get("secret_access_key"):
@@ -83,10 +68,7 @@ def load_config(doc):
         v = config[key]
         if v is not None and not (isinstance(v, str) and v.split("://")[0] in ("http", "https")):
             raise ConfigError(key, "expected an http:// or https:// URL")
-    for key in ("heartbeat_interval", "retry_time_budget", "timeout"):
-        v = config[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-            raise ConfigError(key, "expected a number of seconds > 0")
+    check_seconds(config, ("heartbeat_interval", "retry_time_budget", "timeout"))
     if config["s3_addressing_style"] not in ("auto", "path", "virtual"):
         raise ConfigError("s3_addressing_style", "expected auto, path or virtual")
     return config

@@ -20,7 +20,7 @@ from edgecore_ports.cpython import (
     open,
     transport,
 )
-from edgecore_ports.linux import MetricsReader, log, run_command
+from edgecore_ports.linux import BoardMetrics, board_metrics
 
 __all__ = [
     "RaspberryPiMetrics", "atomic_write", "clock", "configure", "free_space", "fsync_dir",
@@ -49,39 +49,21 @@ def parse_throttled(text):
     return {name: float((bits >> bit) & 1) for bit, name in THROTTLED_BITS}
 
 
-class RaspberryPiMetrics(MetricsReader):
-    """Generic Linux metrics plus SoC temperature and throttling flags.
-
-    ``run(argv) -> stdout text or None`` runs a command; tests inject canned output.
-    """
-
-    def __init__(self, root="/", run=run_command):
-        MetricsReader.__init__(self, root)
-        self.run = run
+class RaspberryPiMetrics(BoardMetrics):
+    """Generic Linux metrics plus SoC temperature and throttling flags (``run``: see
+    BoardMetrics)."""
 
     def read(self, model_dir, now):
-        out = MetricsReader.read(self, model_dir, now)
+        out = BoardMetrics.read(self, model_dir, now)
         milli = self._parse("/sys/class/thermal/thermal_zone0/temp", lambda t: int(t.strip()))
         if milli is not None:
             out.append(edge_metric("soc", "SocTemperatureCelsius", milli / 1000.0, now))
-        text = self.run(["vcgencmd", "get_throttled"])
-        if text is not None:
-            try:
-                flags = parse_throttled(text)
-            except ValueError as exc:
-                log.debug("metrics: malformed vcgencmd get_throttled output: %s", exc)
-                flags = {}
+        flags = self.command(["vcgencmd", "get_throttled"], parse_throttled)
+        if flags is not None:
             for _, name in THROTTLED_BITS:
                 if name in flags:
                     out.append(edge_metric("throttling", name, flags[name], now))
         return out
 
 
-_reader = None
-
-
-def metrics(model_dir, now):
-    global _reader
-    if _reader is None:
-        _reader = RaspberryPiMetrics()
-    return _reader.read(model_dir, now)
+metrics = board_metrics(RaspberryPiMetrics)

@@ -66,7 +66,7 @@ from edgecore.errors import (
     ResponseParseError,
     TransportError,
 )
-from edgecore_ports import ascii_digits
+from edgecore_ports import ConfigError, ascii_digits, check_seconds, config_with_defaults
 
 AGENT_VERSION = "0.1.0"
 STATE_FILE = "state.json"
@@ -101,15 +101,6 @@ DEFAULTS = {
 RATE_WINDOW = 30  # seconds over which min_download_rate is evaluated
 RESUME_FILE = ".resume.json"  # sidecar of a staged download: sha1, url, ETag
 MAX_API_BODY = 16 * 1024 * 1024
-REQUIRED = ("device_name", "fleet_name", "region", "model_dir", "state_dir")
-
-
-class ConfigError(EdgecoreError):
-    """The agent config is missing a key or has one of the wrong form."""
-
-    def __init__(self, field, detail):
-        self.field = field
-        super().__init__("agent config: invalid %s: %s" % (field, detail))
 
 
 def load_config(doc, environ=None):
@@ -119,13 +110,7 @@ def load_config(doc, environ=None):
     ``endpoint_url`` / ``s3_endpoint_url``, as in the AWS SDKs.
     """
     environ = os.environ if environ is None else environ
-    if not isinstance(doc, dict):
-        raise ConfigError("document", "expected a JSON object")
-    config = dict(DEFAULTS)
-    config.update(doc)
-    for key in REQUIRED:
-        if not isinstance(config.get(key), str) or not config[key]:
-            raise ConfigError(key, "required, a non-empty string")
+    config = config_with_defaults(doc, DEFAULTS)
     for key in ("device_name", "fleet_name"):
         if not agent.entity_ok(config[key].replace("_", "-")):
             raise ConfigError(key, "expected 1-63 letters, digits, '-' or '_'")
@@ -139,10 +124,8 @@ def load_config(doc, environ=None):
             not isinstance(v, str) or not (v.startswith("http://") or v.startswith("https://"))
         ):
             raise ConfigError(key, "expected an http:// or https:// URL")
-    for key in ("heartbeat_interval", "retry_time_budget", "reload_timeout", "request_timeout"):
-        v = config[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-            raise ConfigError(key, "expected a number of seconds > 0")
+    check_seconds(config, ("heartbeat_interval", "retry_time_budget", "reload_timeout",
+                           "request_timeout"))
     for key in ("free_space_reserve_bytes", "max_retries"):
         v = config[key]
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:

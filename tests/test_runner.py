@@ -575,19 +575,29 @@ def test_crash_at_every_point_converges(tmp_path, cloud):
     cloud.deploy(deploy_def("cam", url1, sha1))
     cloud.deploy(deploy_def("cam", url2, sha2), deploy_def("gps", url3, sha3))
     cloud.deploy(undeploy_def("gps"))
-    # Count the crash points of an uninterrupted run, then crash at each in turn.
+    # Count the crash points of an uninterrupted run, then crash at each in turn. A run of
+    # "download-chunk" points counts once: how many reads a body takes depends on how the
+    # bytes arrive (the port returns what has come), so only its first point is stable.
+    def stable(points):
+        def hook(point):
+            if not (point == "download-chunk" and points and points[-1] == point):
+                points.append(point)
+
+        return hook
+
     points = []
     base = tmp_path / "reference"
-    r = make_runner(base, cloud, crash_hook=points.append)
+    r = make_runner(base, cloud, crash_hook=stable(points))
     assert r.cycle()["ok"]
     assert len(points) > 10
     for k in range(len(points)):
         work = tmp_path / ("crash-%d" % k)
-        seen = [0]
+        seen = []
+        count = stable(seen)
 
-        def hook(point, k=k, seen=seen):
-            seen[0] += 1
-            if seen[0] == k + 1:
+        def hook(point, k=k, seen=seen, count=count):
+            count(point)
+            if len(seen) == k + 1 and seen[-1] == point == points[k]:
                 raise Crash(point)
 
         r = make_runner(work, cloud, crash_hook=hook)
