@@ -217,3 +217,13 @@ def check_seconds(config, keys):
         v = config[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
             raise ConfigError(key, "expected a number of seconds > 0")
+
+
+def check_endpoint_urls(config, keys=("endpoint_url", "s3_endpoint_url")):
+    """ConfigError unless each of ``keys`` is None or an http:// or https:// URL."""
+    for key in keys:
+        v = config[key]
+        if v is not None and (
+            not isinstance(v, str) or not (v.startswith("http://") or v.startswith("https://"))
+        ):
+            raise ConfigError(key, "expected an http:// or https:// URL")

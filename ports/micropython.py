@@ -663,9 +663,10 @@ def default_transport():
 def configure(**kwargs):
     """Replace the module-level default transport (same arguments as make_transport)."""
     global _default
+    new = make_transport(**kwargs)  # first: a bad argument keeps the old transport usable
     if _default is not None:
         _default.close()
-    _default = make_transport(**kwargs)
+    _default = new
     return _default
 
 

@@ -36,7 +36,13 @@ import os
 
 from edgecore import agent, agentstate, s3url, sigv4
 from edgecore.errors import ClientError, EdgecoreError, TransportError
-from edgecore_ports import ConfigError, ascii_digits, check_seconds, config_with_defaults
+from edgecore_ports import (
+    ConfigError,
+    ascii_digits,
+    check_endpoint_urls,
+    check_seconds,
+    config_with_defaults,
+)
 
 AGENT_VERSION = "0.1.0"
 CHUNK = 4096
@@ -64,10 +70,7 @@ def load_config(doc):
     if not isinstance(creds, dict) or not creds.get("access_key_id") \
             or not creds.get("secret_access_key"):
         raise ConfigError("credentials", "expected {access_key_id, secret_access_key}")
-    for key in ("endpoint_url", "s3_endpoint_url"):
-        v = config[key]
-        if v is not None and not (isinstance(v, str) and v.split("://")[0] in ("http", "https")):
-            raise ConfigError(key, "expected an http:// or https:// URL")
+    check_endpoint_urls(config)
     check_seconds(config, ("heartbeat_interval", "retry_time_budget", "timeout"))
     if config["s3_addressing_style"] not in ("auto", "path", "virtual"):
         raise ConfigError("s3_addressing_style", "expected auto, path or virtual")

@@ -66,7 +66,13 @@ from edgecore.errors import (
     ResponseParseError,
     TransportError,
 )
-from edgecore_ports import ConfigError, ascii_digits, check_seconds, config_with_defaults
+from edgecore_ports import (
+    ConfigError,
+    ascii_digits,
+    check_endpoint_urls,
+    check_seconds,
+    config_with_defaults,
+)
 
 AGENT_VERSION = "0.1.0"
 STATE_FILE = "state.json"
@@ -118,12 +124,7 @@ def load_config(doc, environ=None):
         config["endpoint_url"] = environ["AWS_ENDPOINT_URL_SAGEMAKER_EDGE"]
     if environ.get("AWS_ENDPOINT_URL_S3"):
         config["s3_endpoint_url"] = environ["AWS_ENDPOINT_URL_S3"]
-    for key in ("endpoint_url", "s3_endpoint_url"):
-        v = config[key]
-        if v is not None and (
-            not isinstance(v, str) or not (v.startswith("http://") or v.startswith("https://"))
-        ):
-            raise ConfigError(key, "expected an http:// or https:// URL")
+    check_endpoint_urls(config)
     check_seconds(config, ("heartbeat_interval", "retry_time_budget", "reload_timeout",
                            "request_timeout"))
     for key in ("free_space_reserve_bytes", "max_retries"):

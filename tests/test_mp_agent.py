@@ -273,3 +273,21 @@ def test_cpython_unreachable_endpoint_is_reported_not_raised(local_cloud, tmp_pa
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-v", "-s"]))
+
+
+def test_endpoint_urls_need_a_scheme_and_more():
+    from edgecore_ports import mp_agent
+
+    base = {
+        "device_name": "d", "fleet_name": "f", "region": "us-west-2",
+        "model_dir": "/m", "state_dir": "/s",
+        "credentials": {"access_key_id": "AKID", "secret_access_key": "S"},
+    }
+    for bad in ("http", "https", "ftp://h", "h:80"):
+        try:
+            mp_agent.load_config(dict(base, endpoint_url=bad))
+        except mp_agent.ConfigError as exc:
+            assert exc.field == "endpoint_url"
+        else:
+            raise AssertionError("accepted %r" % bad)
+    assert mp_agent.load_config(dict(base, endpoint_url="http://127.0.0.1:1"))["endpoint_url"]
