@@ -74,6 +74,11 @@ def load_config(doc):
     check_seconds(config, ("heartbeat_interval", "retry_time_budget", "timeout"))
     if config["s3_addressing_style"] not in ("auto", "path", "virtual"):
         raise ConfigError("s3_addressing_style", "expected auto, path or virtual")
+    # No public-key crypto here: refuse rather than activate unverified artifacts.
+    for key in ("artifact_signing_key", "require_artifact_signature"):
+        if config.get(key):
+            raise ConfigError(key, "this port cannot verify artifact signatures; remove it "
+                              "or use the CPython agent")
     return config
 
 

@@ -103,6 +103,10 @@ DEFAULTS = {
     # connection (a download resumes with Range).
     "request_timeout": 120,
     "min_download_rate": 1024,
+    # Optional detached signatures (see edgecore_ports.signing): a PEM public key
+    # (Ed25519 or ECDSA P-256) that every artifact's `<key>.sig` must verify with.
+    "artifact_signing_key": None,
+    "require_artifact_signature": False,
 }
 RATE_WINDOW = 30  # seconds over which min_download_rate is evaluated
 RESUME_FILE = ".resume.json"  # sidecar of a staged download: sha1, url, ETag
@@ -145,6 +149,16 @@ def load_config(doc, environ=None):
         not isinstance(rc, list) or not rc or not all(isinstance(a, str) for a in rc)
     ):
         raise ConfigError("reload_command", "expected a non-empty list of strings (argv)")
+    if not isinstance(config["require_artifact_signature"], bool):
+        raise ConfigError("require_artifact_signature", "expected true or false")
+    if config["artifact_signing_key"] is not None:
+        from edgecore_ports.signing import load_public_key
+
+        load_public_key(config["artifact_signing_key"])  # fail at start-up, not per download
+    elif config["require_artifact_signature"]:
+        raise ConfigError(
+            "require_artifact_signature", "true needs artifact_signing_key (a PEM public key)"
+        )
     return config
 
 
@@ -480,6 +494,11 @@ class Runner:
         self.state = None
         self._saved = None  # the bytes last saved
         self._client = None
+        self.signing_key = None
+        if config.get("artifact_signing_key"):
+            from edgecore_ports.signing import load_public_key
+
+            self.signing_key = load_public_key(config["artifact_signing_key"])
 
     # ---- small helpers ----------------------------------------------------------
 
@@ -902,6 +921,10 @@ class Runner:
             # their sidecar for the next run; recover()/CLEANUP drop what no
             # deployment wants any more.
             part.close()
+        if self.signing_key is not None:
+            problem = self._check_signature(bucket, key, where, part)
+            if problem is not None:
+                return fail(problem)
         os.replace(part.dir, vdir)
         _fsync_dir(_join(self.model_dir, VERSIONS))
         self.log(
@@ -914,6 +937,81 @@ class Runner:
             attempts=attempts,
         )
         return agent.succeeded(info)
+
+    def _check_signature(self, bucket, key, where, part):
+        """None when the staged artifact may be activated, else the reason it may not.
+
+        The staged file has passed its SHA1 check; it is re-read once for its SHA-256
+        (constant memory) and checked against ``<key>.sig`` with the pinned key."""
+        from edgecore_ports import signing
+
+        sig_url = s3url.object_url(
+            bucket,
+            key + signing.SUFFIX,
+            self.config["region"],
+            self.config["s3_endpoint_url"],
+            self.config["s3_addressing_style"],
+        )
+        sig_where = where + signing.SUFFIX
+        backoff = agent.Backoff(
+            self.port.monotonic(), self.config["max_retries"], self.config["retry_time_budget"]
+        )
+        while True:
+            try:
+                status, body = self._get_small(sig_url, signing.MAX_SIGNATURE)
+                if status == 200 or status == 404 or not agent.is_retryable(None, status):
+                    break
+                reason = "GET %s: HTTP %d" % (sig_where, status)
+            except (TransportError, OSError) as exc:
+                reason = "GET %s: %s" % (sig_where, self._describe(exc))
+            delay = backoff.delay(self.port.monotonic(), self.rand)
+            if delay is None:
+                return "artifact signature could not be fetched: " + reason
+            self.sleep(delay)
+        if status == 404:
+            if self.config["require_artifact_signature"]:
+                return "artifact signature missing: %s (HTTP 404)" % sig_where
+            self.log("warning", "signature.missing", handle=part.handle, url=sig_where)
+            return None
+        if status != 200:
+            return "artifact signature could not be fetched: GET %s: HTTP %d" % (
+                sig_where, status)
+        if body is None:
+            return "artifact signature %s is larger than %d bytes" % (
+                sig_where, signing.MAX_SIGNATURE)
+        digest = signing.file_sha256(part._path())
+        if not signing.verify(self.signing_key, body, digest):
+            return "artifact signature does not verify with the pinned key: %s (sha256 %s)" % (
+                sig_where, digest)
+        self.log("info", "signature.verified", handle=part.handle, url=sig_where)
+        return None
+
+    def _get_small(self, url, limit):
+        """(status, body) of a signed S3 GET; body is None when longer than ``limit``."""
+        creds = self._creds()
+        headers = sigv4.sign_request(
+            "GET",
+            url,
+            {},
+            b"",
+            access_key=creds.access_key,
+            secret_key=creds.secret_key,
+            session_token=creds.session_token,
+            region=self.config["region"],
+            service="s3",
+            timestamp=self.now(),
+        )
+        resp = self.http.open("GET", url, headers)
+        body = b""
+        try:
+            while len(body) <= limit:  # read() may return less than asked: loop
+                chunk = resp.read(limit + 1 - len(body))
+                if not chunk:
+                    break
+                body += chunk
+        finally:
+            resp.close()
+        return resp.status, (body if len(body) <= limit else None)
 
     def _fix_clock(self, date_header):
         if not date_header:

@@ -175,7 +175,7 @@ def cmd_deploy(args, db):
     _print(admin.deploy(
         db, s3, bucket, args.handle, args.model_name, args.model_version, path=args.file,
         device=args.device, fleet=args.fleet, policy=args.policy, undeploy=args.undeploy,
-        name=args.name, blob_dir=blob_dir,
+        name=args.name, blob_dir=blob_dir, signing_key=args.signing_key,
     ))
     return 0
 
@@ -243,6 +243,8 @@ def build_parser():
     c.add_argument("--policy", default="ROLLBACK_ON_FAILURE", choices=admin.POLICIES)
     c.add_argument("--undeploy", action="store_true")
     c.add_argument("--name", help="deployment name (default: generated)")
+    c.add_argument("--signing-key", help="PEM private key (Ed25519 or ECDSA P-256): also "
+                   "upload the artifact's detached signature as <key>.sig")
 
     c = command("deployments", cmd_deployments, "list deployments")
     c.add_argument("--all", action="store_true", help="include superseded/cancelled")

@@ -78,7 +78,7 @@ def _sha1_file(path):
 
 def deploy(db, s3, bucket, handle, model_name, model_version, path=None, data=None,
            device=None, fleet=None, policy="ROLLBACK_ON_FAILURE", undeploy=False, name=None,
-           blob_dir=None):
+           blob_dir=None, signing_key=None):
     """Create a one-model deployment for a device or a whole fleet.
 
     DEPLOY: uploads the file (`path`) or bytes (`data`) to s3://bucket/models/<handle>/
@@ -89,6 +89,8 @@ def deploy(db, s3, bucket, handle, model_name, model_version, path=None, data=No
     handle.
     blob_dir: keep a copy of the artifact there so `serve` can re-upload it after a
     restart (moto keeps objects in memory only). Returns the deployment as stored.
+    signing_key: path of a PEM private key (Ed25519 or ECDSA P-256); the artifact's
+    detached signature is uploaded too, as `<key>.sig` (see edgecore_ports.signing).
     """
     if (device is None) == (fleet is None):
         raise AdminError("deploy: give exactly one of device or fleet")
@@ -122,6 +124,14 @@ def deploy(db, s3, bucket, handle, model_name, model_version, path=None, data=No
         sha1 = hashlib.sha1(data).hexdigest()
         key = "models/%s/%s/%s" % (handle, sha1, filename)
         _upload(s3, bucket, key, data, model_name, model_version)
+        sig = None
+        if signing_key is not None:
+            from edgecore_ports import signing
+            from edgecore_tools.sign_artifact import load_private_key
+
+            digest = hashlib.sha256(data).hexdigest()
+            sig = signing.sign(load_private_key(signing_key), digest)
+            s3.put_object(bucket, key + signing.SUFFIX, sig)
         definition["S3Url"] = "s3://%s/%s" % (bucket, key)
         definition["Checksum"] = {"Type": "SHA1", "Sum": sha1}
         definition["State"] = "DEPLOY"
@@ -133,6 +143,9 @@ def deploy(db, s3, bucket, handle, model_name, model_version, path=None, data=No
             else:
                 with open(blob, "wb") as f:
                     f.write(data)
+            if sig is not None:  # re-uploaded next to the artifact by reupload_blobs
+                with open(blob + ".sig", "wb") as f:
+                    f.write(sig)
             definition["Blob"] = blob
     db.add_deployment(name, policy, [definition], device=device, fleet=fleet)
     return {
@@ -175,6 +188,9 @@ def reupload_blobs(db, s3):
                 bucket, _, key = d["S3Url"][len("s3://"):].partition("/")
                 with open(blob, "rb") as f:
                     _upload(s3, bucket, key, f.read(), d["ModelName"], d["ModelVersion"])
+                if os.path.exists(blob + ".sig"):
+                    with open(blob + ".sig", "rb") as f:
+                        s3.put_object(bucket, key + ".sig", f.read())
                 count += 1
     return count
 

@@ -130,13 +130,15 @@ class LocalCloud:
         )
 
     def deploy(self, handle, model_name, model_version, path=None, data=None, device=None,
-               fleet=None, policy="ROLLBACK_ON_FAILURE", undeploy=False, name=None):
+               fleet=None, policy="ROLLBACK_ON_FAILURE", undeploy=False, name=None,
+               signing_key=None):
         """Create a deployment (default target: this cloud's device). See admin.deploy."""
         if device is None and fleet is None:
             device = self.device_name
         return admin.deploy(
             self.db, self.s3, self.bucket, handle, model_name, model_version, path=path,
             data=data, device=device, fleet=fleet, policy=policy, undeploy=undeploy, name=name,
+            signing_key=signing_key,
         )
 
     def cancel_deployment(self, name):

@@ -1,0 +1,237 @@
+"""Detached artifact signatures (edgecore_ports.signing): the CPython runner against the
+local cloud verifies `<key>.sig` with the key pinned in its config; config validation;
+the MicroPython agent refuses the keys. CPython only (needs `cryptography`)."""
+
+import hashlib
+import os
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from edgecore_ports import ConfigError, signing
+from edgecore_ports.runner import Runner, load_config
+from edgecore_tools import sign_artifact
+
+
+def new_key(kind):
+    if kind == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    if kind == "p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if kind == "p384":
+        return ec.generate_private_key(ec.SECP384R1())
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def write_keys(tmp_path, kind, name="key"):
+    """(private PEM path, public PEM path) of a new key."""
+    key = new_key(kind)
+    priv = tmp_path / (name + ".pem")
+    pub = tmp_path / (name + ".pub.pem")
+    priv.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    pub.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return str(priv), str(pub)
+
+
+def make_runner(cloud, tmp_path, **extra):
+    config = load_config(
+        cloud.agent_config(tmp_path / "models", tmp_path / "state", **extra), environ={}
+    )
+    events = []
+    r = Runner(config, environ={}, log=lambda level, event, **f: events.append((level, event, f)),
+               sleep=lambda s: None)
+    r.events = events
+    return r
+
+
+def active_bytes(tmp_path, handle):
+    link = tmp_path / "models" / handle
+    assert link.is_symlink(), handle
+    files = [p for p in link.iterdir() if p.name != "edgecore.json"]
+    assert len(files) == 1
+    return files[0].read_bytes()
+
+
+def no_staged(tmp_path):
+    staging = tmp_path / "models" / ".staging"
+    return not staging.exists() or not os.listdir(str(staging))
+
+
+def result(cloud, deployment):
+    res = dict((r["deployment"], r["body"]) for r in cloud.results())[deployment["DeploymentName"]]
+    return res["DeploymentStatus"], res["DeploymentModels"][0].get("StatusReason", "")
+
+
+def sig_url(deployment):
+    return deployment["Definitions"][0]["S3Url"] + signing.SUFFIX
+
+
+@pytest.mark.parametrize("kind", ["ed25519", "p256"])
+def test_good_signature_activates(local_cloud, tmp_path, kind):
+    priv, pub = write_keys(tmp_path, kind)
+    data = os.urandom(200000)
+    d = local_cloud.deploy("cam", "detector", "1.0", data=data, signing_key=priv)
+    r = make_runner(local_cloud, tmp_path, artifact_signing_key=pub,
+                    require_artifact_signature=True)
+    assert r.cycle()["ok"]
+    assert result(local_cloud, d)[0] == "SUCCESS"
+    assert active_bytes(tmp_path, "cam") == data
+    assert any(e[1] == "signature.verified" for e in r.events)
+
+
+def test_missing_signature_with_require_fails_and_keeps_previous(local_cloud, tmp_path):
+    priv, pub = write_keys(tmp_path, "ed25519")
+    v1 = b"good model " * 1000
+    local_cloud.deploy("cam", "detector", "1.0", data=v1, signing_key=priv)
+    r = make_runner(local_cloud, tmp_path, artifact_signing_key=pub,
+                    require_artifact_signature=True)
+    assert r.cycle()["ok"]
+    d2 = local_cloud.deploy("cam", "detector", "2.0", data=b"unsigned " * 1000)
+    assert r.cycle()["ok"]
+    status, reason = result(local_cloud, d2)
+    assert status == "FAIL"
+    assert "artifact signature missing" in reason, reason
+    assert active_bytes(tmp_path, "cam") == v1
+    assert no_staged(tmp_path)
+    sha1 = hashlib.sha1(b"unsigned " * 1000).hexdigest()
+    assert not (tmp_path / "models" / ".versions" / ("cam-" + sha1)).exists()
+
+
+@pytest.mark.parametrize("forgery", ["other-key", "other-bytes", "garbage"])
+@pytest.mark.parametrize("kind", ["ed25519", "p256"])
+def test_wrong_signature_fails(local_cloud, tmp_path, kind, forgery):
+    priv, pub = write_keys(tmp_path, kind)
+    other_priv, _ = write_keys(tmp_path, kind, name="other")
+    data = b"model " * 5000
+    d = local_cloud.deploy("cam", "detector", "1.0", data=data, signing_key=priv)
+    if forgery == "other-key":
+        sig = signing.sign(sign_artifact.load_private_key(other_priv),
+                           hashlib.sha256(data).hexdigest())
+    elif forgery == "other-bytes":
+        sig = signing.sign(sign_artifact.load_private_key(priv),
+                           hashlib.sha256(b"another model").hexdigest())
+    else:
+        sig = b"\x30" * 70
+    local_cloud.put_object(sig_url(d), sig)
+    # require=false: a present but wrong signature fails all the same.
+    r = make_runner(local_cloud, tmp_path, artifact_signing_key=pub)
+    assert r.cycle()["ok"]
+    status, reason = result(local_cloud, d)
+    assert status == "FAIL"
+    assert "artifact signature does not verify with the pinned key" in reason, reason
+    assert not os.path.lexists(str(tmp_path / "models" / "cam"))
+    assert no_staged(tmp_path)
+
+
+def test_oversized_signature_fails(local_cloud, tmp_path):
+    _, pub = write_keys(tmp_path, "ed25519")
+    d = local_cloud.deploy("cam", "detector", "1.0", data=b"m" * 100)
+    local_cloud.put_object(sig_url(d), b"x" * (signing.MAX_SIGNATURE + 1))
+    r = make_runner(local_cloud, tmp_path, artifact_signing_key=pub)
+    assert r.cycle()["ok"]
+    status, reason = result(local_cloud, d)
+    assert status == "FAIL" and "larger than" in reason, reason
+
+
+def test_missing_signature_without_require_warns_and_activates(local_cloud, tmp_path):
+    _, pub = write_keys(tmp_path, "p256")
+    data = b"unsigned model " * 100
+    d = local_cloud.deploy("cam", "detector", "1.0", data=data)
+    r = make_runner(local_cloud, tmp_path, artifact_signing_key=pub)
+    assert r.cycle()["ok"]
+    assert result(local_cloud, d)[0] == "SUCCESS"
+    assert active_bytes(tmp_path, "cam") == data
+    warnings = [e for e in r.events if e[1] == "signature.missing"]
+    assert warnings and warnings[0][0] == "warning"
+    assert warnings[0][2]["url"] == sig_url(d)
+
+
+def test_no_key_configured_ignores_signatures(local_cloud, tmp_path):
+    d = local_cloud.deploy("cam", "detector", "1.0", data=b"m" * 100)
+    local_cloud.put_object(sig_url(d), b"not a signature")
+    r = make_runner(local_cloud, tmp_path)
+    assert r.cycle()["ok"]
+    assert result(local_cloud, d)[0] == "SUCCESS"
+
+
+def base_config(tmp_path):
+    return {"device_name": "d", "fleet_name": "f", "region": "us-west-2",
+            "model_dir": str(tmp_path / "m"), "state_dir": str(tmp_path / "s")}
+
+
+def test_config_validation(tmp_path):
+    _, pub = write_keys(tmp_path, "ed25519")
+    _, p384 = write_keys(tmp_path, "p384", name="p384")
+    _, rsa_pub = write_keys(tmp_path, "rsa", name="rsa")
+    priv_only, _ = write_keys(tmp_path, "p256", name="priv")
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a key")
+    base = base_config(tmp_path)
+    ok = load_config(dict(base, artifact_signing_key=pub, require_artifact_signature=True),
+                     environ={})
+    assert ok["artifact_signing_key"] == pub
+    assert load_config(base, environ={})["require_artifact_signature"] is False
+    cases = [
+        ({"require_artifact_signature": True}, "require_artifact_signature", "needs"),
+        ({"require_artifact_signature": "yes"}, "require_artifact_signature", "true or false"),
+        ({"artifact_signing_key": str(tmp_path / "nope.pem")}, "artifact_signing_key",
+         "cannot read"),
+        ({"artifact_signing_key": str(junk)}, "artifact_signing_key", "not a PEM public key"),
+        ({"artifact_signing_key": priv_only}, "artifact_signing_key", "not a PEM public key"),
+        ({"artifact_signing_key": p384}, "artifact_signing_key", "unsupported key type"),
+        ({"artifact_signing_key": rsa_pub}, "artifact_signing_key", "unsupported key type"),
+        ({"artifact_signing_key": 7}, "artifact_signing_key", "expected the path"),
+    ]
+    for extra, field, words in cases:
+        with pytest.raises(ConfigError) as info:
+            load_config(dict(base, **extra), environ={})
+        assert info.value.field == field, extra
+        assert words in str(info.value), (extra, str(info.value))
+
+
+def test_sign_artifact_cli_round_trip(tmp_path):
+    for kind in ("ed25519", "p256"):
+        priv, pub = write_keys(tmp_path, kind, name=kind)
+        artifact = tmp_path / ("model-" + kind)
+        artifact.write_bytes(os.urandom(100000))
+        assert sign_artifact.main(["--key", priv, str(artifact)]) == 0
+        sig = (tmp_path / ("model-%s.sig" % kind)).read_bytes()
+        key = signing.load_public_key(pub)
+        digest = hashlib.sha256(artifact.read_bytes()).hexdigest()
+        assert signing.verify(key, sig, digest)
+        assert not signing.verify(key, sig, hashlib.sha256(b"other").hexdigest())
+        assert signing.message(digest) == b"edgecore-artifact-v1:sha256:" + digest.encode()
+
+
+def test_mp_agent_refuses_signature_keys(tmp_path):
+    from edgecore_ports.mp_agent import ConfigError as MpConfigError
+    from edgecore_ports.mp_agent import load_config as mp_load_config
+
+    good = {"device_name": "d", "fleet_name": "f", "region": "us-west-2", "model_dir": "/m",
+            "state_dir": "/s", "credentials": {"access_key_id": "A", "secret_access_key": "S"}}
+    assert mp_load_config(good)
+    for field, value in (("artifact_signing_key", "/etc/edgecore/pub.pem"),
+                         ("require_artifact_signature", True)):
+        with pytest.raises(MpConfigError) as info:
+            mp_load_config(dict(good, **{field: value}))
+        assert info.value.field == field
+        assert "this port cannot verify artifact signatures" in str(info.value)
+
+
+def test_localcloud_blobs_keep_the_signature(local_cloud, tmp_path):
+    from edgecore_tools.localcloud import admin
+
+    priv, pub = write_keys(tmp_path, "p256")
+    cloud = local_cloud
+    d = admin.deploy(cloud.db, cloud.s3, cloud.bucket, "cam", "detector", "1.0",
+                     data=b"blob " * 100, device=cloud.device_name,
+                     blob_dir=str(tmp_path / "blobs"), signing_key=priv)
+    cloud.delete_object(sig_url(d))  # as after a restart of the S3 stand-in
+    assert admin.reupload_blobs(cloud.db, cloud.s3) >= 1
+    r = make_runner(cloud, tmp_path, artifact_signing_key=pub, require_artifact_signature=True)
+    assert r.cycle()["ok"]
+    assert result(cloud, d)[0] == "SUCCESS"
