@@ -988,20 +988,7 @@ class Runner:
 
     def _get_small(self, url, limit):
         """(status, body) of a signed S3 GET; body is None when longer than ``limit``."""
-        creds = self._creds()
-        headers = sigv4.sign_request(
-            "GET",
-            url,
-            {},
-            b"",
-            access_key=creds.access_key,
-            secret_key=creds.secret_key,
-            session_token=creds.session_token,
-            region=self.config["region"],
-            service="s3",
-            timestamp=self.now(),
-        )
-        resp = self.http.open("GET", url, headers)
+        resp = self._s3_get(url, {})
         body = b""
         try:
             while len(body) <= limit:  # read() may return less than asked: loop
@@ -1025,15 +1012,9 @@ class Runner:
         self.log("warning", "clock.corrected", offset=self.state["clock_offset"])
         return True
 
-    def _fetch(self, url, where, part):
+    def _s3_get(self, url, request_headers):
+        """Send a SigV4-signed (service s3) GET of ``url``; returns the streamed response."""
         creds = self._creds()
-        request_headers = {}
-        if part.done:
-            request_headers["Range"] = "bytes=%d-" % part.done
-            if part.etag:
-                # The object must be the one the bytes on disk came from: a changed
-                # object answers 412 and the download restarts from byte 0.
-                request_headers["If-Match"] = part.etag
         headers = sigv4.sign_request(
             "GET",
             url,
@@ -1046,7 +1027,17 @@ class Runner:
             service="s3",
             timestamp=self.now(),
         )
-        resp = self.http.open("GET", url, headers)
+        return self.http.open("GET", url, headers)
+
+    def _fetch(self, url, where, part):
+        request_headers = {}
+        if part.done:
+            request_headers["Range"] = "bytes=%d-" % part.done
+            if part.etag:
+                # The object must be the one the bytes on disk came from: a changed
+                # object answers 412 and the download restarts from byte 0.
+                request_headers["If-Match"] = part.etag
+        resp = self._s3_get(url, request_headers)
         try:
             etag = resp.headers.get("etag")
             if resp.status == 206 and part.done:
