@@ -185,6 +185,20 @@ def ascii_digits(text):
     return bool(text) and all("0" <= c <= "9" for c in text)
 
 
+
+def content_range_total(value, start):
+    """``<total>`` of ``Content-Range: bytes <start>-<total - 1>/<total>`` (the rest of an
+    object from ``start``, as a resumed download asks for), else None."""
+    if not value or not value.startswith("bytes "):
+        return None
+    span, _, total = value[6:].partition("/")
+    first, _, last = span.partition("-")
+    if not (ascii_digits(first) and ascii_digits(last) and ascii_digits(total)):
+        return None
+    if int(first) != start or int(last) + 1 != int(total):
+        return None
+    return int(total)
+
 # -- agent config (shared by edgecore_ports.runner and edgecore_ports.mp_agent) ----------
 
 AGENT_REQUIRED = ("device_name", "fleet_name", "region", "model_dir", "state_dir")

@@ -20,7 +20,11 @@ Disk layout (no symlinks: the switch is a small pointer file)::
 
 A download streams through the port's ``open()`` into ``<sha1>.tmp/`` while
 ``edgecore.checksum.Verifier`` hashes each chunk, through ONE buffer reused for the
-whole transfer; only a verified directory is renamed to ``<sha1>/``. Activation is
+whole transfer; only a verified directory is renamed to ``<sha1>/``. A transfer cut
+short (network error, 5xx) resumes in the same run: the retry asks for the rest with
+``Range`` + ``If-Match: <first ETag>`` and keeps feeding the same Verifier; a 200, a 412
+(the object changed) or a size on disk other than the bytes hashed restart from byte 0.
+A restart of the agent still drops the partial (no sidecar). Activation is
 the port's ``atomic_write`` of ``current.json`` (on FAT, which cannot rename over a
 file, ``read_atomic`` recovers the ``.tmp`` a power cut may leave). The state is
 written after every step; on start the pointers are made to match it.
@@ -42,6 +46,7 @@ from edgecore_ports import (
     check_endpoint_urls,
     check_seconds,
     config_with_defaults,
+    content_range_total,
 )
 
 AGENT_VERSION = "0.1.0"
@@ -173,6 +178,21 @@ def _print_log(level, event, **fields):
 
 class _Fatal(Exception):
     """A download failure retrying will not fix (unless ``retryable`` is set)."""
+
+
+class _Part:
+    """The bytes of one download so far, across its retries in one run: ``done`` bytes
+    written AND hashed by ``verifier`` (the file holds exactly those), the first
+    response's ``etag`` (for If-Match) and metadata."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.done = 0
+        self.verifier = None
+        self.etag = None
+        self.meta = {}
 
 
 class Agent:
@@ -398,15 +418,19 @@ class Agent:
         backoff = agent.Backoff(self.port.monotonic(), cfg["max_retries"],
                                 cfg["retry_time_budget"])
         fixed = False
+        part = _Part()
         while True:
-            _remove(tmp)
-            _makedirs(tmp)
+            if not part.done:
+                _remove(tmp)
+                _makedirs(tmp)
             try:
                 meta = yield from self._fetch(url, where, tmp, handle, sha1,
-                                              _artifact_name(key))
+                                              _artifact_name(key), part)
                 break
             except _Fatal as exc:
                 reason = str(exc)
+                if not getattr(exc, "keep", False):
+                    part.reset()
                 if getattr(exc, "skew", False) and not fixed and self._fix_clock():
                     fixed = True
                     continue
@@ -414,51 +438,87 @@ class Agent:
                     _remove(tmp)
                     return agent.failed(reason)
             except (TransportError, OSError) as exc:
+                # Keep the bytes so far: the next attempt asks for the rest (Range).
                 reason = "GET %s: %s" % (where, exc)
+            except EdgecoreError as exc:  # e.g. more bytes than declared: never activated
+                _remove(tmp)
+                return agent.failed("GET %s: %s" % (where, exc))
             delay = backoff.delay(self.port.monotonic(), self.rand)
             if delay is None:
                 _remove(tmp)
                 return agent.failed(reason)
-            self.log("warning", "download.retry", handle=handle, reason=reason)
+            self.log("warning", "download.retry", handle=handle, reason=reason, have=part.done)
             self.sleep(delay)
         os.rename(tmp, vdir)
         self.log("info", "download.verified", handle=handle, sha1=sha1, size=meta["size"])
         return agent.succeeded(meta)
 
-    def _fetch(self, url, where, tmp, handle, sha1, filename):
+    def _fetch(self, url, where, tmp, handle, sha1, filename, part):
         from edgecore.checksum import Verifier
         from edgecore.errors import ChecksumMismatch
 
+        path = tmp + "/" + filename
+        if part.done:
+            try:
+                size = os.stat(path)[6]
+            except OSError:
+                size = -1
+            if size != part.done or not part.etag:  # e.g. a write cut short: start anew
+                part.reset()
+        extra = {}
+        if part.done:
+            # If-Match: a changed object answers 412, never bytes spliced onto old ones.
+            extra = {"Range": "bytes=%d-" % part.done, "If-Match": part.etag}
         c = self.creds
-        headers = sigv4.sign_request("GET", url, {}, b"", access_key=c.access_key,
+        headers = sigv4.sign_request("GET", url, extra, b"", access_key=c.access_key,
                                      secret_key=c.secret_key, session_token=c.session_token,
                                      region=self.config["region"], service="s3",
                                      timestamp=self.now())
         resp = self.http.open("GET", url, headers)
         try:
-            if resp.status != 200:
+            status, etag = resp.status, resp.headers.get("etag")
+            if status == 206 and part.done:
+                total = content_range_total(resp.headers.get("content-range"), part.done)
+                limit = part.verifier.limit
+                if total is None or (limit is not None and limit != total) \
+                        or (etag and etag != part.etag):
+                    exc = _Fatal("GET %s: HTTP 206 does not continue byte %d (Content-Range "
+                                 "%r, ETag %r): starting over" % (
+                                     where, part.done, resp.headers.get("content-range"), etag))
+                    exc.retryable = True
+                    raise exc
+            elif status == 200:
+                part.reset()  # a fresh answer (also to a Range request): from byte 0
+                length = resp.headers.get("content-length", "")
+                total = int(length) if ascii_digits(length) else None
+                part.etag = etag
+                part.verifier = Verifier("SHA1", sha1, limit=total,
+                                         operation="download " + handle)
+            else:
                 code, message = s3url.parse_error(resp.read(s3url.MAX_ERROR_BODY))
                 self._date = resp.headers.get("date")
-                exc = _Fatal("GET %s: HTTP %d %s: %s" % (where, resp.status, code, message))
-                exc.retryable = agent.is_retryable(code, resp.status)
+                exc = _Fatal("GET %s: HTTP %d %s: %s" % (where, status, code, message))
+                # 412/416 to a Range request: the object changed; restart from 0 (a retry).
+                cut = part.done and status in (412, 416)
+                exc.retryable = cut or agent.is_retryable(code, status)
+                exc.keep = not cut  # an answer about this request, not about our bytes
                 exc.skew = agent.is_skew_error(code, message)
                 raise exc
-            length = resp.headers.get("content-length", "")
-            total = int(length) if ascii_digits(length) else None
             free = self.port.free_space(self.model_dir)
-            if total is not None and free < total + self.config["free_space_reserve_bytes"]:
+            if total is not None and \
+                    free < total - part.done + self.config["free_space_reserve_bytes"]:
                 raise _Fatal("not enough free space for %s: %d bytes needed, %d free"
-                             % (where, total, free))
-            meta = {"sha1": sha1, "file": filename}
+                             % (where, total - part.done, free))
             for name in ("name", "version"):
                 value = resp.headers.get("x-amz-meta-model-" + name)
                 if value:
-                    meta[name] = value
-            verifier = Verifier("SHA1", sha1, limit=total, operation="download " + handle)
+                    part.meta[name] = value
+            verifier = part.verifier
             mv = memoryview(self.buf)
             size = len(mv)
-            done = 0
-            with open(tmp + "/" + filename, "wb") as f:
+            # "wb" truncates (MicroPython files may lack truncate()); "ab" appends to the
+            # `done` bytes checked above.
+            with open(path, "ab" if part.done else "wb") as f:
                 while True:
                     n = resp.readinto(mv)
                     if not n:
@@ -466,15 +526,16 @@ class Agent:
                     chunk = mv if n == size else mv[:n]
                     f.write(chunk)
                     verifier.update(chunk)
-                    done += n
+                    part.done += n  # written and hashed
                     if self.progress is not None:
-                        self.progress(handle, done, total)
+                        self.progress(handle, part.done, total)
                     yield
             try:
                 verifier.finish()
             except ChecksumMismatch as exc:
                 raise _Fatal("GET %s: %s" % (where, exc)) from None
-            meta["size"] = done
+            meta = {"sha1": sha1, "file": filename, "size": part.done}
+            meta.update(part.meta)
             with open(tmp + "/" + META, "w") as f:
                 f.write(json.dumps(meta))
             if hasattr(os, "sync"):

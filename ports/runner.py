@@ -72,6 +72,7 @@ from edgecore_ports import (
     check_endpoint_urls,
     check_seconds,
     config_with_defaults,
+    content_range_total,
 )
 
 AGENT_VERSION = "0.1.0"
@@ -246,20 +247,6 @@ class _Fatal(Exception):
     """A download failure that retrying will not fix; its message is the reason."""
 
 
-def _content_range_total(value, start):
-    """Total size from ``Content-Range: bytes <start>-<end>/<total>``, or None when the
-    range does not begin at ``start`` or the header is malformed."""
-    if not value or not value.startswith("bytes "):
-        return None
-    span, _, total = value[6:].partition("/")
-    first, _, last = span.partition("-")
-    if not (ascii_digits(first) and ascii_digits(last) and ascii_digits(total)):
-        return None
-    if int(first) != start or int(last) + 1 != int(total):
-        return None
-    return int(total)
-
-
 class _Partial:
     """A download in progress: its staging directory, open file, hash and byte count.
 
@@ -346,12 +333,15 @@ class _Partial:
                 "SHA1", self.sha1, limit=total, operation="download " + self.handle
             )
             os.makedirs(self.dir, exist_ok=True)
-            # Stays open across calls (closed by close()/commit()): not a `with` block.
-            self.file = open(self._path(), "wb")  # noqa: SIM115
+            # Unbuffered, so that `done` counts bytes the kernel took: a buffer would hold
+            # some back, and a refused flush (a full disk, a failing card) would drop them
+            # while the hash already covers them. Stays open across calls (closed by
+            # close()/commit()): not a `with` block.
+            self.file = open(self._path(), "wb", buffering=0)  # noqa: SIM115
         elif self.file is None:
             if total is not None:
                 self.verifier.limit = total  # unknown when the bytes came from disk
-            self.file = open(self._path(), "r+b")  # noqa: SIM115
+            self.file = open(self._path(), "r+b", buffering=0)  # noqa: SIM115
             # Bytes past `done` (a write cut short) were never hashed: drop them.
             self.file.truncate(self.done)
             self.file.seek(self.done)
@@ -369,7 +359,6 @@ class _Partial:
         in the directory (the resume sidecar, a temp file of its write) is removed
         first: a version directory holds the artifact and edgecore.json only."""
         if self.file is not None:
-            self.file.flush()
             os.fsync(self.file.fileno())
         else:  # all bytes came from disk (a restart after the last write)
             fd = os.open(self._path(), os.O_RDONLY)
@@ -389,6 +378,13 @@ class _Partial:
             os.fsync(f.fileno())
         _fsync_dir(self.dir)
         return self.meta
+
+
+def _write_all(f, data):
+    """Write all of ``data`` to an unbuffered file (a raw write may take only part)."""
+    view = memoryview(data)
+    while view:
+        view = view[f.write(view) :]
 
 
 class _Pace:
@@ -1041,7 +1037,7 @@ class Runner:
         try:
             etag = resp.headers.get("etag")
             if resp.status == 206 and part.done:
-                total = _content_range_total(resp.headers.get("content-range"), part.done)
+                total = content_range_total(resp.headers.get("content-range"), part.done)
                 if total is None:
                     raise _Fatal(
                         "GET %s: HTTP 206 with an unexpected Content-Range %r"
@@ -1125,7 +1121,7 @@ class Runner:
                         % (where, self.model_dir, room, reserve)
                     )
                 chunk = mv[:n]
-                f.write(chunk)  # written, then hashed: `done` counts bytes that are both
+                _write_all(f, chunk)  # written, then hashed: `done` counts bytes that are both
                 verifier.update(chunk)
                 part.done += n
                 if self.progress is not None:

@@ -229,6 +229,41 @@ def test_long_stall_times_out_and_resumes(rig):
     assert rig.active_bytes() == data
 
 
+def test_refused_write_mid_download_resumes_without_a_hole(rig):
+    """A write the kernel refuses part-way (EFBIG from RLIMIT_FSIZE here: a real failing
+    write, as a flaky SD card gives) is retried with Range, and the activated file holds
+    exactly the bytes that were hashed. A throttled body arrives in small reads, which a
+    buffered file would hold back: `have` must count bytes the kernel took, not bytes in
+    a buffer that the failing flush then drops."""
+    import resource
+
+    name, data = deploy(rig, "1.0", size=150000)
+    rig.s3.add_fault("throttle", op="GetObject", bps=100000)  # 5000-byte sends
+    r = rig.runner()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+
+    def limit_once_downloading(handle, done, total):  # process-wide: only for this window
+        if not r.sleeps:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (101000, hard))
+
+    def lift_limit(delay):  # the backoff wait before the retry
+        r.sleeps.append(delay)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+    r.progress, r.sleep = limit_once_downloading, lift_limit
+    try:
+        assert r.cycle()["ok"]
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    retries = events(r, "download.retry")
+    assert len(retries) == 1 and "File too large" in retries[0]["reason"], r.events
+    assert 0 < retries[0]["have"] <= 101000
+    resumed = rig.s3.requests("GetObject")[1]
+    assert resumed["headers"]["range"] == "bytes=%d-" % retries[0]["have"]
+    assert rig.active_bytes() == data
+    assert rig.results()[name]["DeploymentStatus"] == "SUCCESS"
+
+
 # ---- cut connections: resume with Range, never activate a partial file ------------
 
 

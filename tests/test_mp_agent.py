@@ -29,8 +29,8 @@ needs_wasm = pytest.mark.skipif(
 )
 
 
-def run_cycle(cloud, tmp_path, *extra, cycles=1, timeout=300):
-    config = cloud.agent_config("/unused", "/unused")
+def run_cycle(cloud, tmp_path, *extra, cycles=1, timeout=300, **config_extra):
+    config = cloud.agent_config("/unused", "/unused", **config_extra)
     path = tmp_path / "mp-agent.json"
     path.write_text(json.dumps(config))
     flash = tmp_path / "flash"  # the board's flash: kept between runs (a reboot)
@@ -269,6 +269,224 @@ def test_cpython_unreachable_endpoint_is_reported_not_raised(local_cloud, tmp_pa
     assert report["errors"][0].startswith("GetDeployments: ")
     assert report["errors"][-1].startswith("SendHeartbeat: ")
     assert a.state["heartbeat_failures"] == 1
+
+
+# ---- resumable downloads: Range + If-Match within one run (tests/faults/proxy.py) ----------
+
+
+@pytest.fixture
+def s3_proxy(local_cloud):
+    """The fault proxy between the agent and moto's S3 (signatures still checked)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from faults.proxy import FaultProxy
+
+    proxy = FaultProxy(local_cloud.s3_endpoint_url, "s3")
+    proxy.start()
+    yield proxy
+    proxy.stop()
+
+
+def proxied_agent(cloud, proxy, tmp_path):
+    from edgecore_ports.mp_agent import Agent
+
+    config = cloud.agent_config(str(tmp_path / "models"), str(tmp_path / "state"),
+                                s3_endpoint_url=proxy.url, max_retries=3)
+    logs = []
+    a = Agent(config, log=lambda level, event, **f: logs.append((event, f)),
+              sleep=lambda s: None)
+    a.logs = logs
+    return a
+
+
+def retries(a):
+    return [f for e, f in a.logs if e == "download.retry"]
+
+
+def active_bytes(tmp_path, handle="cam"):
+    from edgecore_ports.mp_agent import active_model
+
+    path = active_model(str(tmp_path / "models"), handle)[0]
+    assert path is not None, handle
+    return read(path)
+
+
+def no_partial(tmp_path):
+    base = tmp_path / "models" / "cam"
+    names = os.listdir(str(base)) if base.exists() else []  # a failed first deploy: gone
+    return not [n for n in names if n.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("kind", ["reset", "truncate"])
+def test_cpython_cut_download_resumes_with_range_and_if_match(local_cloud, s3_proxy, tmp_path,
+                                                              kind):
+    data = os.urandom(400000)
+    dep = local_cloud.deploy("cam", "detector", "1.0", data=data)
+    s3_proxy.add_fault(kind, op="GetObject", after=150000)
+    a = proxied_agent(local_cloud, s3_proxy, tmp_path)
+    assert a.cycle()["ok"]
+    (retry,) = retries(a)
+    have = retry["have"]
+    assert 0 < have <= 150000
+    cut, resumed = s3_proxy.requests("GetObject")
+    assert cut["fault"] == kind and cut["body_sent"] == 150000
+    assert "range" not in cut["headers"] and "if-match" not in cut["headers"]
+    # The retry asks for the rest of the same object, and gets only that.
+    assert resumed["headers"]["range"] == "bytes=%d-" % have
+    assert resumed["headers"]["if-match"].strip('"')
+    assert "range" in resumed["headers"]["authorization"]  # signed (moto checked it)
+    assert resumed["status"] == 206 and resumed["body_len"] == len(data) - have
+    assert active_bytes(tmp_path) == data
+    assert results_by_name(local_cloud)[dep["DeploymentName"]]["DeploymentStatus"] == "SUCCESS"
+    assert no_partial(tmp_path)
+
+
+@pytest.mark.parametrize("reupload", ["deployed", "other"])
+def test_cpython_changed_object_between_attempts_restarts_from_zero(local_cloud, s3_proxy,
+                                                                    tmp_path, reupload):
+    """The object is replaced while the agent backs off: the resumed request gets 412
+    and the download restarts from byte 0 (nothing spliced onto the old prefix); the
+    new bytes are activated if they match the deployment's SHA1, else it FAILs."""
+    old, new = os.urandom(400000), os.urandom(400000)
+    dep = local_cloud.deploy("cam", "detector", "1.0", data=new)
+    url = dep["Definitions"][0]["S3Url"]
+    local_cloud.put_object(url, old)  # the S3 object still holds OLD bytes
+    uploaded = new if reupload == "deployed" else os.urandom(300000)
+    s3_proxy.add_fault("reset", op="GetObject", after=150000)
+    a = proxied_agent(local_cloud, s3_proxy, tmp_path)
+    a.sleep = lambda s: local_cloud.put_object(url, uploaded)  # re-uploaded meanwhile
+    assert a.cycle()["ok"]
+    first, resumed, fresh = s3_proxy.requests("GetObject")
+    assert first["fault"] == "reset"
+    assert resumed["headers"]["range"].startswith("bytes=")
+    assert resumed["headers"]["if-match"].strip('"')
+    assert resumed["status"] == 412
+    assert "range" not in fresh["headers"] and fresh["status"] == 200
+    assert fresh["body_len"] == len(uploaded)
+    got = retries(a)
+    assert len(got) == 2 and got[0]["have"] > 0
+    assert "412" in got[1]["reason"] and got[1]["have"] == 0
+    res = results_by_name(local_cloud)[dep["DeploymentName"]]
+    if reupload == "deployed":
+        assert res["DeploymentStatus"] == "SUCCESS"
+        assert active_bytes(tmp_path) == new
+    else:
+        assert res["DeploymentStatus"] == "FAIL"
+        assert "SHA1" in res["DeploymentModels"][0]["StatusReason"]
+        assert "cam" not in a.state["active"]
+    assert no_partial(tmp_path)
+
+
+@needs_wasm
+def test_cut_download_resumes_with_range_under_micropython(local_cloud, s3_proxy, tmp_path):
+    """The same resume in the wasm runtime (its sockets are Node's, its files Emscripten's:
+    os.stat and "ab" on the partial)."""
+    data = os.urandom(200000)
+    dep = local_cloud.deploy("cam", "detector", "1.0", data=data)
+    s3_proxy.add_fault("truncate", op="GetObject", after=70000)
+    proc, result, flash = run_cycle(local_cloud, tmp_path, s3_endpoint_url=s3_proxy.url)
+    assert proc.returncode == 0, result
+    got = [f for level, event, f in result["logs"] if event == "download.retry"]
+    assert len(got) == 1 and 0 < got[0]["have"] <= 70000, result["logs"]
+    cut, resumed = s3_proxy.requests("GetObject")
+    assert resumed["headers"]["range"] == "bytes=%d-" % got[0]["have"]
+    assert resumed["headers"]["if-match"].strip('"')
+    assert resumed["status"] == 206 and resumed["body_len"] == len(data) - got[0]["have"]
+    sha1 = hashlib.sha1(data).hexdigest()
+    assert result["active"]["cam"]["sha1"] == sha1
+    pointer = json.loads((flash / "models" / "cam" / "current.json").read_text())
+    assert (flash / "models" / "cam" / sha1 / pointer["file"]).read_bytes() == data
+    assert results_by_name(local_cloud)[dep["DeploymentName"]]["DeploymentStatus"] == "SUCCESS"
+
+
+def resign_without_range(a, sent):
+    """Make ``a``'s S3 look like a server that ignores Range: a ranged GET is re-signed
+    without Range/If-Match before it leaves (``sent`` records what the agent asked)."""
+    from edgecore import sigv4
+
+    real = a.http.open
+
+    def open_(method, url, headers, body=b"", timeout=None):
+        sent.append(dict(headers))
+        if "Range" in headers:
+            c = a.creds
+            headers = sigv4.sign_request(method, url, {}, b"", access_key=c.access_key,
+                                         secret_key=c.secret_key,
+                                         session_token=c.session_token,
+                                         region=a.config["region"], service="s3",
+                                         timestamp=a.now())
+        return real(method, url, headers, body, timeout)
+
+    a.http.open = open_
+
+
+def test_cpython_200_to_a_range_request_restarts_cleanly(local_cloud, s3_proxy, tmp_path):
+    data = os.urandom(300000)
+    dep = local_cloud.deploy("cam", "detector", "1.0", data=data)
+    s3_proxy.add_fault("truncate", op="GetObject", after=100000)
+    a = proxied_agent(local_cloud, s3_proxy, tmp_path)
+    sent = []
+    resign_without_range(a, sent)
+    assert a.cycle()["ok"]
+    asked = [h for h in sent if "Range" in h]
+    assert len(asked) == 1 and asked[0]["Range"] == "bytes=%d-" % retries(a)[0]["have"]
+    cut, whole = s3_proxy.requests("GetObject")
+    assert cut["fault"] == "truncate"
+    # The server sent everything again (200): the agent started over, it did not append.
+    assert whole["status"] == 200 and whole["body_len"] == len(data)
+    assert len(retries(a)) == 1
+    assert active_bytes(tmp_path) == data
+    assert results_by_name(local_cloud)[dep["DeploymentName"]]["DeploymentStatus"] == "SUCCESS"
+    assert no_partial(tmp_path)
+
+
+def test_cpython_206_with_a_wrong_content_range_restarts_from_zero(local_cloud, s3_proxy,
+                                                                   tmp_path):
+    data = os.urandom(300000)
+    dep = local_cloud.deploy("cam", "detector", "1.0", data=data)
+    s3_proxy.add_fault("truncate", op="GetObject", after=100000)
+    a = proxied_agent(local_cloud, s3_proxy, tmp_path)
+    real = a.http.open
+
+    def open_(method, url, headers, body=b"", timeout=None):
+        resp = real(method, url, headers, body, timeout)
+        if resp.status == 206:  # a range other than the one asked for
+            resp.headers["content-range"] = "bytes 0-%d/%d" % (len(data) - 1, len(data))
+        return resp
+
+    a.http.open = open_
+    assert a.cycle()["ok"]
+    cut, resumed, fresh = s3_proxy.requests("GetObject")
+    assert resumed["status"] == 206 and "range" not in fresh["headers"]
+    got = retries(a)
+    assert len(got) == 2 and got[0]["have"] > 0
+    assert "Content-Range" in got[1]["reason"] and got[1]["have"] == 0
+    assert active_bytes(tmp_path) == data
+    assert results_by_name(local_cloud)[dep["DeploymentName"]]["DeploymentStatus"] == "SUCCESS"
+
+
+def test_cpython_partial_file_not_matching_the_hashed_bytes_restarts_from_zero(
+        local_cloud, s3_proxy, tmp_path):
+    """A write cut short can leave the file longer (or shorter) than the bytes hashed:
+    appending to it would splice garbage in, so the retry starts over instead."""
+    data = os.urandom(300000)
+    dep = local_cloud.deploy("cam", "detector", "1.0", data=data)
+    s3_proxy.add_fault("truncate", op="GetObject", after=100000)
+    a = proxied_agent(local_cloud, s3_proxy, tmp_path)
+    sha1 = hashlib.sha1(data).hexdigest()
+    tmpdir = tmp_path / "models" / "cam" / (sha1 + ".tmp")
+
+    def damage(seconds):
+        (name,) = os.listdir(str(tmpdir))
+        with open(str(tmpdir / name), "ab") as f:
+            f.write(b"half a chunk")
+
+    a.sleep = damage
+    assert a.cycle()["ok"]
+    cut, fresh = s3_proxy.requests("GetObject")
+    assert "range" not in fresh["headers"] and fresh["status"] == 200
+    assert retries(a)[0]["have"] > 0
+    assert active_bytes(tmp_path) == data
+    assert results_by_name(local_cloud)[dep["DeploymentName"]]["DeploymentStatus"] == "SUCCESS"
 
 
 if __name__ == "__main__":

@@ -1,12 +1,20 @@
 """Soak under faults: a seeded, bounded run of many agent cycles against the local cloud
-through two fault proxies (tests/faults/proxy.py), with random network faults, simulated
-kills (the runner's ``crash_hook`` raises at a random point; a fresh Runner then starts
-from the same directories, as after a SIGKILL) and disk-full (the port reports no free
-space). After every cycle it asserts:
+through two fault proxies (tests/faults/proxy.py). Every cycle is a real agent process,
+``edgecore run --once`` (tests/agentproc.py), and the faults are drawn at random:
+
+- network faults on each proxy (latency, throttle, reset, truncate, stall, corrupt, drop
+  the response, 500/503/429, skewed clock, expired signature or token);
+- SIGKILL of the agent at a random moment of its run (the next cycle is the restart);
+- a full disk: ``model_dir`` lives on its own small tmpfs, and a ballast file fills it
+  either before the agent starts (the free-space check must refuse the download) or
+  once the download has begun (the write fails with ENOSPC). Mounting needs root; when
+  it is refused the run says so, and under ``CI`` it fails.
+
+After every cycle it asserts:
 
 - the active models are exactly verified artifacts (each link points to a version whose
-  bytes hash to a SHA1 the cloud deployed for that handle; after a clean cycle the links
-  are exactly the saved state's ``active``);
+  bytes hash to a SHA1 the cloud deployed for that handle; after an unkilled cycle the
+  links are exactly the saved state's ``active``);
 - the state file parses (``agentstate.loads``);
 - every deployment got exactly one result (no name twice in ``done``; every copy the
   cloud received of one deployment's result says the same);
@@ -19,7 +27,7 @@ deployment superseded before the agent saved it as started gets no result: count
 "superseded unstarted", not as lost.
 
 At the end the faults are switched off, the backlog drains, and nothing is lost. Figures
-are printed (run with ``-s``). Default: a short CI form; the long run::
+are printed (run with ``-s``). Default: a short CI form (100 cycles); the long run::
 
     EDGECORE_SOAK_CYCLES=500 python -m pytest -s tests/test_soak.py
 
@@ -27,48 +35,113 @@ are printed (run with ``-s``). Default: a short CI form; the long run::
 """
 
 import collections
+import errno
 import hashlib
+import json
 import os
 import random
+import subprocess
 import sys
+import threading
 import time
 
 from edgecore import agentstate
-from edgecore_ports.runner import Runner, load_config
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from agentproc import AgentRun  # noqa: E402
 from faults.proxy import KINDS, FaultProxy  # noqa: E402
 
 CYCLES = int(os.environ.get("EDGECORE_SOAK_CYCLES", "100"))
 SEED = int(os.environ.get("EDGECORE_SOAK_SEED", "20261125"))
 FAULT_RATE = 0.25  # per request, on each proxy
 KILL_RATE = 0.15  # per cycle
-DISK_FULL_RATE = 0.04  # per cycle
+DISK_FULL_RATE = 0.25  # per new deployment: the disk fills before or during its download
 DEPLOY_RATE = 0.35  # per cycle: a new deployment is created before it
 HANDLES = ("cam", "gps")
 PARAMS = {
     "latency": {"delay": 0.05},
     "throttle": {"bps": 4000000},
-    "stall": {"stall": 0.8},  # longer than the read timeout below: a timeout, then resume
+    "stall": {"stall": 2.0},  # longer than request_timeout below: a timeout, then a retry
 }
+REQUEST_TIMEOUT = 1.0
+DISK_BYTES = 4 * 1024 * 1024  # model_dir's tmpfs: room for a few versions of each handle
+RUN_TIMEOUT = 120  # one agent run (a hang is a failure)
+CHUNK = 1 << 16
 
 
-class Killed(Exception):
-    """Raised from the crash hook: the process 'dies' here."""
+class SmallDisk:
+    """A tmpfs of DISK_BYTES holding ``models/`` (the agent's model_dir) and, when a
+    full disk is wanted, a ballast file next to it."""
 
+    def __init__(self, root):
+        self.root = str(root)
+        self.model_dir = os.path.join(self.root, "models")
+        self.ballast = os.path.join(self.root, "ballast")
+        self.mounted = False
+        os.makedirs(self.root, exist_ok=True)
+        proc = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=%d,mode=0700" % DISK_BYTES, "tmpfs", self.root],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        self.error = None if proc.returncode == 0 else (proc.stderr.strip() or "mount failed")
+        self.mounted = proc.returncode == 0
+        os.makedirs(self.model_dir, exist_ok=True)
 
-class FaultyPort:
-    """The real port, except that free_space can be made to report a full disk."""
+    def free(self):
+        st = os.statvfs(self.root)
+        return st.f_bavail * st.f_frsize
 
-    def __init__(self, port):
-        self._port = port
-        self.disk_full = False
+    def fill(self, leave=0):
+        """Grow the ballast until at most ``leave`` bytes are free (ENOSPC ends it)."""
+        with open(self.ballast, "ab") as f:
+            try:
+                for _ in range(DISK_BYTES // CHUNK + 1):
+                    room = self.free() - leave
+                    if room <= 0:
+                        break
+                    f.write(b"\0" * min(room, CHUNK))
+                    f.flush()
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
 
-    def __getattr__(self, name):
-        return getattr(self._port, name)
+    def fill_once_downloading(self, run, stop):
+        """A thread: fill the disk as soon as a staged artifact has bytes in it."""
+        staging = os.path.join(self.model_dir, ".staging")
 
-    def free_space(self, path):
-        return 0 if self.disk_full else self._port.free_space(path)
+        def started():
+            try:
+                for d in os.listdir(staging):
+                    for name in os.listdir(os.path.join(staging, d)):
+                        if not name.startswith(".") and os.path.getsize(
+                            os.path.join(staging, d, name)
+                        ):
+                            return True
+            except OSError:  # the directory came or went meanwhile
+                pass
+            return False
+
+        def watch():
+            deadline = time.monotonic() + RUN_TIMEOUT
+            while not stop.is_set() and run.proc.poll() is None and time.monotonic() < deadline:
+                if started():
+                    self.fill(0)
+                    return
+                time.sleep(0.002)
+
+        t = threading.Thread(target=watch, daemon=True)
+        t.start()
+        return t
+
+    def empty(self):
+        if os.path.exists(self.ballast):
+            os.remove(self.ballast)
+
+    def close(self):
+        if self.mounted:
+            subprocess.run(["umount", "-l", self.root], capture_output=True, timeout=30)
 
 
 def sha1_file(path):
@@ -120,9 +193,32 @@ def check_results(saved, cloud_results, created, owed):
     return by_name
 
 
-def test_soak_under_faults(local_cloud, tmp_path):
-    from edgecore_ports import cpython, load_port
+def read_state(state_dir):
+    """The saved state (validated by the agent's own loader), or None before any."""
+    path = os.path.join(state_dir, "state.json")
+    if not os.path.exists(path):
+        return None
+    with open(path, "rb") as f:
+        return agentstate.loads(f.read())
 
+
+class Timing:
+    """When a run's work starts (first log line) and ends, averaged over unkilled runs:
+    kills are drawn uniformly in between."""
+
+    def __init__(self):
+        self.first, self.total = 0.3, 1.0
+
+    def update(self, run):
+        if run.events:
+            self.first = 0.8 * self.first + 0.2 * run.events[0][0]
+            self.total = 0.8 * self.total + 0.2 * run.events[-1][0]
+
+    def draw(self, rng):
+        return rng.uniform(self.first, max(self.first, self.total))
+
+
+def test_soak_under_faults(local_cloud, tmp_path):
     rng = random.Random(SEED)
     cloud = local_cloud
     edge_kinds = [k for k in KINDS if k != "corrupt"]  # JSON corruption: see RELIABILITY
@@ -142,91 +238,96 @@ def test_soak_under_faults(local_cloud, tmp_path):
         kinds=KINDS,
         params=PARAMS,
     ).start()
-    config = load_config(
-        cloud.agent_config(
-            tmp_path / "models",
-            tmp_path / "state",
-            endpoint_url=edge.url,
-            s3_endpoint_url=s3.url,
-            max_retries=4,
-            retry_time_budget=60,
-            free_space_reserve_bytes=0,
-        ),
-        environ={},
+    disk = SmallDisk(tmp_path / "disk")
+    if not disk.mounted:
+        print("\nsoak: NO disk-full faults: cannot mount a tmpfs (%s)" % disk.error)
+        assert not os.environ.get("CI"), "CI must exercise disk-full: " + disk.error
+    state_dir = str(tmp_path / "state")
+    config_path = str(tmp_path / "agent.json")
+    config = cloud.agent_config(
+        disk.model_dir,
+        state_dir,
+        endpoint_url=edge.url,
+        s3_endpoint_url=s3.url,
+        max_retries=4,
+        retry_time_budget=60,
+        free_space_reserve_bytes=0,
+        request_timeout=REQUEST_TIMEOUT,
     )
-    port = FaultyPort(load_port("linux"))
-    events = []
+    with open(config_path, "w") as f:
+        json.dump(config, f)
+    events = []  # (cycle, event name, record) of every run
     figures = collections.Counter()
-    kill = {"at": None, "points": 0}
-
-    def crash_hook(point):
-        kill["points"] += 1
-        if kill["at"] is not None and kill["points"] >= kill["at"]:
-            kill["at"] = None
-            events.append(("KILL", {"point": point}))
-            raise Killed(point)
-
-    def new_runner():
-        return Runner(
-            config,
-            port=port,
-            environ={},
-            http=cpython.make_transport(timeout=(2, 0.5)),
-            log=lambda level, event, **f: events.append((event, f)),
-            sleep=lambda s: None,
-            rand=rng.random,
-            crash_hook=crash_hook,
-        )
-
+    timing = Timing()
     deployed = collections.defaultdict(set)
     created = set()
     owed = set()
     version = 0
-    runner = new_runner()
+
+    def run_agent(cycle, kill_at=None, disk_full=None):
+        run = AgentRun(config_path, timeout=RUN_TIMEOUT)
+        stop = threading.Event()
+        filler = None
+        if disk_full == "during":
+            filler = disk.fill_once_downloading(run, stop)
+        timer = threading.Timer(kill_at, run.kill) if kill_at is not None else None
+        if timer is not None:
+            timer.start()
+        rc = run.finish()
+        stop.set()
+        if timer is not None:
+            timer.cancel()
+        if filler is not None:
+            filler.join(10)
+        disk.empty()
+        events.extend((cycle, name, rec) for _, name, rec in run.events)
+        return run, rc
+
     t0 = time.monotonic()
     try:
-        for _ in range(CYCLES):
+        for cycle in range(CYCLES):
+            disk_full = None
             if rng.random() < DEPLOY_RATE:
                 version += 1
                 handle = rng.choice(HANDLES)
                 data = os.urandom(rng.randint(10000, 400000))
                 d = cloud.deploy(handle, "model-" + handle, "%d.0" % version, data=data)
                 created.add(d["DeploymentName"])
-                events.append(("CREATED", {"name": d["DeploymentName"]}))
+                events.append((cycle, "CREATED", {"name": d["DeploymentName"]}))
                 deployed[handle].add(hashlib.sha1(data).hexdigest())
-            kill["points"] = 0
-            kill["at"] = rng.randint(1, 12) if rng.random() < KILL_RATE else None
-            port.disk_full = rng.random() < DISK_FULL_RATE
-            events.append(("CYCLE", {"disk_full": port.disk_full}))
-            figures["disk_full"] += port.disk_full
-            killed = False
-            try:
-                report = runner.cycle()
-            except Killed:
-                killed = True
+                if disk.mounted and rng.random() < DISK_FULL_RATE:
+                    disk_full = rng.choice(("before", "during"))
+            if disk_full == "before":
+                disk.fill(leave=rng.randint(0, 9000))  # less than the smallest artifact
+            elif disk_full == "during":
+                s3.add_fault("throttle", op="GetObject", bps=200000)  # time to fill it
+            kill_at = timing.draw(rng) if rng.random() < KILL_RATE else None
+            figures["disk_full_" + disk_full if disk_full else "disk_ok"] += 1
+            run, rc = run_agent(cycle, kill_at, disk_full)
+            killed = run.killed_at is not None
+            if killed:
                 figures["kill"] += 1
-                runner.http.close()
-                runner = new_runner()  # a restart: start() + recover() on the next cycle
             else:
-                figures["cycles_ok" if report["ok"] else "cycles_failed"] += 1
-            port.disk_full = False
-            with open(os.path.join(str(tmp_path / "state"), "state.json"), "rb") as f:
-                saved = agentstate.loads(f.read())
-            check_disk(str(tmp_path / "models"), saved, deployed, clean=not killed)
+                timing.update(run)
+                figures["cycles_ok" if rc == 0 else "cycles_failed"] += 1
+            saved = read_state(state_dir)
+            if saved is None:
+                assert killed, "an unkilled run saved no state: %s" % run.log_tail()
+                continue
+            check_disk(disk.model_dir, saved, deployed, clean=not killed)
             by_name = check_results(saved, cloud.results(), created, owed)
             for name in by_name:  # the cloud stops listing a deployment once reported
                 cloud.cancel_deployment(name)
-        # Drain: faults off, a few clean cycles, then nothing may be missing.
+        # Drain: faults off, a few clean runs, then nothing may be missing.
         edge.rate = s3.rate = 0
         edge.clear()
         s3.clear()
         for _ in range(5):
-            runner.cycle()
-            if not runner.state["pending"] and not runner.state["queue"]:
+            run_agent(CYCLES)
+            saved = read_state(state_dir)
+            if not saved["pending"] and not saved["queue"]:
                 break
-        with open(os.path.join(str(tmp_path / "state"), "state.json"), "rb") as f:
-            saved = agentstate.loads(f.read())
-        check_disk(str(tmp_path / "models"), saved, deployed, clean=True)
+        check_disk(disk.model_dir, saved, deployed, clean=True)
         by_name = check_results(saved, cloud.results(), created, owed)
         lost = sorted(owed - set(by_name))
         unstarted = created - owed - set(by_name)
@@ -235,16 +336,36 @@ def test_soak_under_faults(local_cloud, tmp_path):
         elapsed = time.monotonic() - t0
         edge.stop()
         s3.stop()
-    names = collections.Counter(e for e, _ in events)
+        disk.close()
+    report(figures, events, edge, s3, created, by_name, unstarted, lost, elapsed, disk)
+    if lost:
+        for name in lost:
+            print("LOST", name, name in saved["done"], saved["inflight"], saved["queue"])
+            for cycle, e, f in [x for x in events if name in repr(x[2])][:60]:
+                print("   ", cycle, e, repr(f)[:300])
+    assert lost == [], lost
+    # Each kind of fault happened (a seed or a change that stops one would go unnoticed).
+    # Short runs (20 cycles under emulation) may draw too few to see all of them.
+    assert figures["kill"] > 0 or CYCLES < 100
+    if disk.mounted and CYCLES >= 100:
+        assert figures["disk_full_before"] > 0 and figures["disk_full_during"] > 0
+        reasons = [f.get("reason", "") for _, e, f in events if e == "download.failed"]
+        assert any("not enough free space" in r for r in reasons), reasons
+        assert any("no space left" in r for r in reasons), reasons
+
+
+def report(figures, events, edge, s3, created, by_name, unstarted, lost, elapsed, disk):
+    names = collections.Counter(e for _, e, _ in events)
     gets = s3.requests("GetObject")
     sent = sum(e["body_sent"] for e in gets)
-    verified = sum(f["size"] for e, f in events if e == "download.verified")
+    verified = sum(f["size"] for _, e, f in events if e == "download.verified")
     statuses = collections.Counter(b[0]["DeploymentStatus"] for b in by_name.values())
     faults = collections.Counter(edge.counts) + collections.Counter(s3.counts)
-    faults["kill"] = figures["kill"]
-    faults["disk_full"] = figures["disk_full"]
+    for kind in ("kill", "disk_full_before", "disk_full_during"):
+        faults[kind] = figures[kind]
     print(
-        "\nsoak: seed=%d cycles=%d (ok %d, failed %d, killed %d) in %.1fs; requests edge=%d s3=%d"
+        "\nsoak: seed=%d cycles=%d agent processes (ok %d, failed %d, killed %d) in %.1fs; "
+        "requests edge=%d s3=%d; model_dir on %s"
         % (
             SEED,
             CYCLES,
@@ -254,20 +375,32 @@ def test_soak_under_faults(local_cloud, tmp_path):
             elapsed,
             len(edge.log),
             len(gets),
+            "a %d KiB tmpfs" % (DISK_BYTES // 1024) if disk.mounted else "the test's tmp dir",
         )
     )
     print(
         "soak: faults by kind: %s (total %d)" % (dict(sorted(faults.items())), sum(faults.values()))
     )
     print(
-        "soak: recoveries: api retries %d, download retries %d (resumed with Range %d), "
-        "clock corrections %d, restarts %d"
+        "soak: recoveries: api retries %d, download retries %d (resumed with Range %d, "
+        "staged bytes adopted after a restart %d), clock corrections %d, restarts %d"
         % (
             names["api.retry"],
             names["download.retry"],
             sum(1 for e in gets if "range" in e["headers"]),
+            names["download.resume"],
             names["clock.corrected"],
             figures["kill"],
+        )
+    )
+    reasons = [f.get("reason", "") for _, e, f in events if e == "download.failed"]
+    print(
+        "soak: full disk: downloads refused by the free-space check %d, ENOSPC while writing "
+        "%d; runs that crashed %d"
+        % (
+            sum("not enough free space" in r for r in reasons),
+            sum("no space left" in r for r in reasons),
+            names["cycle.crashed"],
         )
     )
     print(
@@ -283,10 +416,3 @@ def test_soak_under_faults(local_cloud, tmp_path):
             len(lost),
         )
     )
-    if lost:
-        for name in lost:
-            print("LOST", name, name in saved["done"], saved["inflight"], saved["queue"])
-            first = [i for i, (e, f) in enumerate(events) if name in repr(f)][0]
-            for e, f in events[first : first + 60]:
-                print("   ", e, repr(f)[:300])
-    assert lost == [], lost

