@@ -826,10 +826,19 @@ class Runner:
         handle = action.handle
         sha1 = action.model["sha1"]
         vdir = self._version_dir(handle, sha1)
-        if os.path.isdir(vdir):
-            # Renamed into place only after verification: complete by construction.
-            return agent.succeeded(self._read_meta(vdir))
         bucket, key = s3url.parse(action.model["s3url"])
+        where = "s3://%s/%s" % (bucket, key)
+        if os.path.isdir(vdir):
+            # Renamed into place only after verification: complete by construction. But
+            # a key pinned since then has not seen it: check the signature now.
+            meta = self._read_meta(vdir)
+            if self.signing_key is not None:
+                path = _join(vdir, meta.get("file") or _artifact_name(key))
+                problem = self._check_signature(bucket, key, where, handle, path)
+                if problem is not None:
+                    self.log("error", "download.failed", handle=handle, url=where, reason=problem)
+                    return agent.failed(problem)
+            return agent.succeeded(meta)
         url = s3url.object_url(
             bucket,
             key,
@@ -842,7 +851,6 @@ class Runner:
         part = _Partial(
             _join(staging, handle + "-" + sha1), _artifact_name(key), sha1, handle, url=url
         )
-        where = "s3://%s/%s" % (bucket, key)
         adopted = part.resume_from_disk()
         if adopted:
             self.log("info", "download.resume", handle=handle, url=where, have=adopted)
@@ -918,7 +926,7 @@ class Runner:
             # deployment wants any more.
             part.close()
         if self.signing_key is not None:
-            problem = self._check_signature(bucket, key, where, part)
+            problem = self._check_signature(bucket, key, where, handle, part._path())
             if problem is not None:
                 return fail(problem)
         os.replace(part.dir, vdir)
@@ -934,11 +942,11 @@ class Runner:
         )
         return agent.succeeded(info)
 
-    def _check_signature(self, bucket, key, where, part):
-        """None when the staged artifact may be activated, else the reason it may not.
+    def _check_signature(self, bucket, key, where, handle, path):
+        """None when the artifact at ``path`` may be activated, else the reason it may not.
 
-        The staged file has passed its SHA1 check; it is re-read once for its SHA-256
-        (constant memory) and checked against ``<key>.sig`` with the pinned key."""
+        The file has passed its SHA1 check; it is re-read once for its SHA-256 (constant
+        memory) and checked against ``<key>.sig`` with the pinned key."""
         from edgecore_ports import signing
 
         sig_url = s3url.object_url(
@@ -967,7 +975,7 @@ class Runner:
         if status == 404:
             if self.config["require_artifact_signature"]:
                 return "artifact signature missing: %s (HTTP 404)" % sig_where
-            self.log("warning", "signature.missing", handle=part.handle, url=sig_where)
+            self.log("warning", "signature.missing", handle=handle, url=sig_where)
             return None
         if status != 200:
             return "artifact signature could not be fetched: GET %s: HTTP %d" % (
@@ -975,11 +983,11 @@ class Runner:
         if body is None:
             return "artifact signature %s is larger than %d bytes" % (
                 sig_where, signing.MAX_SIGNATURE)
-        digest = signing.file_sha256(part._path())
+        digest = signing.file_sha256(path)
         if not signing.verify(self.signing_key, body, digest):
             return "artifact signature does not verify with the pinned key: %s (sha256 %s)" % (
                 sig_where, digest)
-        self.log("info", "signature.verified", handle=part.handle, url=sig_where)
+        self.log("info", "signature.verified", handle=handle, url=sig_where)
         return None
 
     def _get_small(self, url, limit):

@@ -101,6 +101,39 @@ def test_missing_signature_with_require_fails_and_keeps_previous(local_cloud, tm
     assert not (tmp_path / "models" / ".versions" / ("cam-" + sha1)).exists()
 
 
+class Killed(Exception):
+    pass
+
+
+def test_version_staged_before_the_key_was_pinned_is_checked(local_cloud, tmp_path):
+    """A version verified and moved into .versions while no key was pinned, the agent
+    killed before activating it, restarted with a key: the version on disk is not
+    trusted, it needs its signature like a new download."""
+    from edgecore import agent
+
+    _, pub = write_keys(tmp_path, "ed25519")
+    unsigned = b"unsigned model " * 1000
+    d = local_cloud.deploy("cam", "detector", "1.0", data=unsigned)
+    r = make_runner(local_cloud, tmp_path)
+
+    def kill_after_download(point):
+        if point == "executed-" + agent.DOWNLOAD:
+            raise Killed(point)
+
+    r.crash_hook = kill_after_download
+    with pytest.raises(Killed):
+        r.cycle()
+    sha1 = hashlib.sha1(unsigned).hexdigest()
+    assert (tmp_path / "models" / ".versions" / ("cam-" + sha1)).is_dir()
+    r = make_runner(local_cloud, tmp_path, artifact_signing_key=pub,
+                    require_artifact_signature=True)
+    assert r.cycle()["ok"]
+    status, reason = result(local_cloud, d)
+    assert status == "FAIL" and "artifact signature missing" in reason, reason
+    assert not os.path.lexists(str(tmp_path / "models" / "cam"))
+    assert not any(e[1] == "download.verified" for e in r.events)  # not fetched again
+
+
 @pytest.mark.parametrize("forgery", ["other-key", "other-bytes", "garbage"])
 @pytest.mark.parametrize("kind", ["ed25519", "p256"])
 def test_wrong_signature_fails(local_cloud, tmp_path, kind, forgery):
