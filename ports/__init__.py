@@ -195,7 +195,7 @@ def content_range_total(value, start):
     first, _, last = span.partition("-")
     if not (ascii_digits(first) and ascii_digits(last) and ascii_digits(total)):
         return None
-    if int(first) != start or int(last) + 1 != int(total):
+    if int(first) != start or int(last) < start or int(last) + 1 != int(total):
         return None
     return int(total)
 

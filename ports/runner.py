@@ -50,6 +50,7 @@ CPython (symlinks, subprocess for ``reload_command``); the logic is plain enough
 MicroPython runner to borrow (``os`` calls only, no pathlib).
 """
 
+import errno
 import json
 import os
 import random
@@ -384,7 +385,10 @@ def _write_all(f, data):
     """Write all of ``data`` to an unbuffered file (a raw write may take only part)."""
     view = memoryview(data)
     while view:
-        view = view[f.write(view) :]
+        n = f.write(view)
+        if not n:  # not seen on regular files; never spin on it
+            raise OSError(errno.EIO, "short write to %s" % f.name)
+        view = view[n:]
 
 
 class _Pace:
@@ -606,8 +610,6 @@ class Runner:
             with open(self.state_path, "rb") as f:
                 data = f.read(agentstate.MAX_STATE_BYTES + 1)
         except OSError as exc:
-            import errno
-
             if exc.errno != errno.ENOENT:
                 raise
             self.state = agentstate.new_state(0)
@@ -903,7 +905,7 @@ class Runner:
                     reason = "GET %s: %s" % (where, self._describe(exc))
                     if getattr(exc, "retryable", None) is False:  # e.g. a refused certificate
                         return fail(reason)
-                    if isinstance(exc, OSError) and exc.errno in (28, 122):  # ENOSPC, EDQUOT
+                    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                         return fail("no space left in model_dir while writing: " + reason)
                 except EdgecoreError as exc:  # e.g. a body longer than its Content-Length
                     return fail("GET %s: %s" % (where, exc))

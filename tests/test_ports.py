@@ -22,6 +22,7 @@ def test_content_range_total_examples():
         ("bytes 100-299/*", 100),  # unknown total
         ("bytes */300", 100),  # a 416's form
         ("bytes 100-299/301", 100),
+        ("bytes 5-4/5", 5),  # nothing left: not a 206 for a resumed download
         ("bits 100-299/300", 100),
         ("bytes  100-299/300", 100),
         ("bytes 1\u0663-299/300", 100),

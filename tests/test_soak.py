@@ -67,6 +67,10 @@ REQUEST_TIMEOUT = 1.0
 DISK_BYTES = 4 * 1024 * 1024  # model_dir's tmpfs: room for a few versions of each handle
 RUN_TIMEOUT = 120  # one agent run (a hang is a failure)
 CHUNK = 1 << 16
+DISK_FULL_REASON = {  # what the agent logs (download.failed) for each kind of full disk
+    "before": "not enough free space",  # the free-space check refused the download
+    "during": "no space left",  # a write met ENOSPC
+}
 
 
 class SmallDisk:
@@ -78,15 +82,17 @@ class SmallDisk:
         self.model_dir = os.path.join(self.root, "models")
         self.ballast = os.path.join(self.root, "ballast")
         self.mounted = False
+        self.error = None
+
+    def mount(self):
         os.makedirs(self.root, exist_ok=True)
-        proc = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=%d,mode=0700" % DISK_BYTES, "tmpfs", self.root],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        self.error = None if proc.returncode == 0 else (proc.stderr.strip() or "mount failed")
-        self.mounted = proc.returncode == 0
+        argv = ["mount", "-t", "tmpfs", "-o", "size=%d,mode=0700" % DISK_BYTES, "tmpfs"]
+        try:
+            proc = subprocess.run(argv + [self.root], capture_output=True, text=True, timeout=30)
+            self.mounted = proc.returncode == 0
+            self.error = None if self.mounted else (proc.stderr.strip() or "mount failed")
+        except OSError as exc:  # no mount command
+            self.error = str(exc)
         os.makedirs(self.model_dir, exist_ok=True)
 
     def free(self):
@@ -95,38 +101,40 @@ class SmallDisk:
 
     def fill(self, leave=0):
         """Grow the ballast until at most ``leave`` bytes are free (ENOSPC ends it)."""
-        with open(self.ballast, "ab") as f:
+        with open(self.ballast, "ab", buffering=0) as f:
             try:
                 for _ in range(DISK_BYTES // CHUNK + 1):
                     room = self.free() - leave
                     if room <= 0:
                         break
                     f.write(b"\0" * min(room, CHUNK))
-                    f.flush()
             except OSError as exc:
                 if exc.errno != errno.ENOSPC:
                     raise
 
-    def fill_once_downloading(self, run, stop):
-        """A thread: fill the disk as soon as a staged artifact has bytes in it."""
+    def staged_sizes(self):
+        """{path: size} of the staged artifacts (sidecars left out)."""
         staging = os.path.join(self.model_dir, ".staging")
+        out = {}
+        try:
+            for d in os.listdir(staging):
+                for name in os.listdir(os.path.join(staging, d)):
+                    if not name.startswith("."):
+                        path = os.path.join(staging, d, name)
+                        out[path] = os.path.getsize(path)
+        except OSError:  # a directory came or went meanwhile
+            pass
+        return out
 
-        def started():
-            try:
-                for d in os.listdir(staging):
-                    for name in os.listdir(os.path.join(staging, d)):
-                        if not name.startswith(".") and os.path.getsize(
-                            os.path.join(staging, d, name)
-                        ):
-                            return True
-            except OSError:  # the directory came or went meanwhile
-                pass
-            return False
+    def fill_once_downloading(self, run, stop):
+        """A thread: fill the disk as soon as this run writes to a staged artifact (a
+        partial left by a killed run does not count until it grows)."""
+        before = self.staged_sizes()
 
         def watch():
             deadline = time.monotonic() + RUN_TIMEOUT
             while not stop.is_set() and run.proc.poll() is None and time.monotonic() < deadline:
-                if started():
+                if any(n > before.get(p, 0) for p, n in self.staged_sizes().items()):
                     self.fill(0)
                     return
                 time.sleep(0.002)
@@ -141,7 +149,9 @@ class SmallDisk:
 
     def close(self):
         if self.mounted:
-            subprocess.run(["umount", "-l", self.root], capture_output=True, timeout=30)
+            proc = subprocess.run(["umount", "-l", self.root], capture_output=True, timeout=30)
+            if proc.returncode != 0:
+                print("soak: umount %s failed: %s" % (self.root, proc.stderr))
 
 
 def sha1_file(path):
@@ -207,14 +217,22 @@ class Timing:
     kills are drawn uniformly in between."""
 
     def __init__(self):
-        self.first, self.total = 0.3, 1.0
+        self.first = self.total = None  # known after the first unkilled run
 
     def update(self, run):
-        if run.events:
-            self.first = 0.8 * self.first + 0.2 * run.events[0][0]
-            self.total = 0.8 * self.total + 0.2 * run.events[-1][0]
+        if not run.events:
+            return
+        first, total = run.events[0][0], run.events[-1][0]
+        if self.first is None:
+            self.first, self.total = first, total
+        else:
+            self.first = 0.8 * self.first + 0.2 * first
+            self.total = 0.8 * self.total + 0.2 * total
 
     def draw(self, rng):
+        """Seconds after the start to kill at (None before any run was timed)."""
+        if self.first is None:
+            return None
         return rng.uniform(self.first, max(self.first, self.total))
 
 
@@ -229,7 +247,7 @@ def test_soak_under_faults(local_cloud, tmp_path):
         rate=FAULT_RATE,
         kinds=edge_kinds,
         params=PARAMS,
-    ).start()
+    )
     s3 = FaultProxy(
         cloud.s3_endpoint_url,
         "s3",
@@ -237,54 +255,57 @@ def test_soak_under_faults(local_cloud, tmp_path):
         rate=FAULT_RATE,
         kinds=KINDS,
         params=PARAMS,
-    ).start()
-    disk = SmallDisk(tmp_path / "disk")
-    if not disk.mounted:
-        print("\nsoak: NO disk-full faults: cannot mount a tmpfs (%s)" % disk.error)
-        assert not os.environ.get("CI"), "CI must exercise disk-full: " + disk.error
-    state_dir = str(tmp_path / "state")
-    config_path = str(tmp_path / "agent.json")
-    config = cloud.agent_config(
-        disk.model_dir,
-        state_dir,
-        endpoint_url=edge.url,
-        s3_endpoint_url=s3.url,
-        max_retries=4,
-        retry_time_budget=60,
-        free_space_reserve_bytes=0,
-        request_timeout=REQUEST_TIMEOUT,
     )
-    with open(config_path, "w") as f:
-        json.dump(config, f)
-    events = []  # (cycle, event name, record) of every run
-    figures = collections.Counter()
-    timing = Timing()
-    deployed = collections.defaultdict(set)
-    created = set()
-    owed = set()
-    version = 0
-
-    def run_agent(cycle, kill_at=None, disk_full=None):
-        run = AgentRun(config_path, timeout=RUN_TIMEOUT)
-        stop = threading.Event()
-        filler = None
-        if disk_full == "during":
-            filler = disk.fill_once_downloading(run, stop)
-        timer = threading.Timer(kill_at, run.kill) if kill_at is not None else None
-        if timer is not None:
-            timer.start()
-        rc = run.finish()
-        stop.set()
-        if timer is not None:
-            timer.cancel()
-        if filler is not None:
-            filler.join(10)
-        disk.empty()
-        events.extend((cycle, name, rec) for _, name, rec in run.events)
-        return run, rc
-
+    disk = SmallDisk(tmp_path / "disk")
     t0 = time.monotonic()
     try:
+        edge.start()
+        s3.start()
+        disk.mount()
+        if not disk.mounted:
+            print("\nsoak: NO disk-full faults: cannot mount a tmpfs (%s)" % disk.error)
+            assert not os.environ.get("CI"), "CI must exercise disk-full: " + disk.error
+        state_dir = str(tmp_path / "state")
+        config_path = str(tmp_path / "agent.json")
+        config = cloud.agent_config(
+            disk.model_dir,
+            state_dir,
+            endpoint_url=edge.url,
+            s3_endpoint_url=s3.url,
+            max_retries=4,
+            retry_time_budget=60,
+            free_space_reserve_bytes=0,
+            request_timeout=REQUEST_TIMEOUT,
+        )
+        with open(config_path, "w") as f:
+            json.dump(config, f)
+        events = []  # (cycle, event name, record) of every run
+        figures = collections.Counter()
+        timing = Timing()
+        deployed = collections.defaultdict(set)
+        created = set()
+        owed = set()
+        version = 0
+
+        def run_agent(cycle, kill_at=None, disk_full=None):
+            run = AgentRun(config_path, timeout=RUN_TIMEOUT)
+            stop = threading.Event()
+            filler = None
+            if disk_full == "during":
+                filler = disk.fill_once_downloading(run, stop)
+            timer = threading.Timer(kill_at, run.kill) if kill_at is not None else None
+            if timer is not None:
+                timer.start()
+            rc = run.finish()
+            stop.set()
+            if timer is not None:
+                timer.cancel()
+            if filler is not None:
+                filler.join(10)
+            disk.empty()
+            events.extend((cycle, name, rec) for _, name, rec in run.events)
+            return run, rc
+
         for cycle in range(CYCLES):
             disk_full = None
             if rng.random() < DEPLOY_RATE:
@@ -295,16 +316,24 @@ def test_soak_under_faults(local_cloud, tmp_path):
                 created.add(d["DeploymentName"])
                 events.append((cycle, "CREATED", {"name": d["DeploymentName"]}))
                 deployed[handle].add(hashlib.sha1(data).hexdigest())
-                if disk.mounted and rng.random() < DISK_FULL_RATE:
-                    disk_full = rng.choice(("before", "during"))
+                full, mode = rng.random() < DISK_FULL_RATE, rng.choice(("before", "during"))
+                if full and disk.mounted:
+                    disk_full = mode
             if disk_full == "before":
                 disk.fill(leave=rng.randint(0, 9000))  # less than the smallest artifact
             elif disk_full == "during":
-                s3.add_fault("throttle", op="GetObject", bps=200000)  # time to fill it
+                # The download pauses after its first bytes: the filler fills the disk
+                # meanwhile, and the next write meets ENOSPC.
+                s3.add_fault("stall", op="GetObject", after=4096, stall=0.5)
             kill_at = timing.draw(rng) if rng.random() < KILL_RATE else None
             figures["disk_full_" + disk_full if disk_full else "disk_ok"] += 1
             run, rc = run_agent(cycle, kill_at, disk_full)
+            s3.clear()  # a planned stall no download of this run took
             killed = run.killed_at is not None
+            if disk_full:  # did the full disk reach the agent, and how?
+                reasons = [r.get("reason", "") for _, n, r in run.events if n == "download.failed"]
+                hit = DISK_FULL_REASON[disk_full]
+                figures["disk_full_%s_hit" % disk_full] += any(hit in r for r in reasons)
             if killed:
                 figures["kill"] += 1
             else:
@@ -348,10 +377,7 @@ def test_soak_under_faults(local_cloud, tmp_path):
     # Short runs (20 cycles under emulation) may draw too few to see all of them.
     assert figures["kill"] > 0 or CYCLES < 100
     if disk.mounted and CYCLES >= 100:
-        assert figures["disk_full_before"] > 0 and figures["disk_full_during"] > 0
-        reasons = [f.get("reason", "") for _, e, f in events if e == "download.failed"]
-        assert any("not enough free space" in r for r in reasons), reasons
-        assert any("no space left" in r for r in reasons), reasons
+        assert figures["disk_full_before_hit"] > 0 and figures["disk_full_during_hit"] > 0
 
 
 def report(figures, events, edge, s3, created, by_name, unstarted, lost, elapsed, disk):
@@ -393,13 +419,14 @@ def report(figures, events, edge, s3, created, by_name, unstarted, lost, elapsed
             figures["kill"],
         )
     )
-    reasons = [f.get("reason", "") for _, e, f in events if e == "download.failed"]
     print(
-        "soak: full disk: downloads refused by the free-space check %d, ENOSPC while writing "
-        "%d; runs that crashed %d"
+        "soak: full disk: %d before a run (%d refused by the free-space check in that run), "
+        "%d during a download (%d met ENOSPC in that run); runs that crashed %d"
         % (
-            sum("not enough free space" in r for r in reasons),
-            sum("no space left" in r for r in reasons),
+            figures["disk_full_before"],
+            figures["disk_full_before_hit"],
+            figures["disk_full_during"],
+            figures["disk_full_during_hit"],
             names["cycle.crashed"],
         )
     )

@@ -227,8 +227,8 @@ if [ -z "${EDGECORE_SOAK_CYCLES:-}" ] && [ "${EDGECORE_QEMU_NO_SKIP:-}" != 1 ]; 
 fi
 
 # moto's S3 server is an emulated interpreter importing boto3+moto+flask: 15-20 s on an idle
-# 2-core host, over 60 s (MotoS3.start's default) when the host is busy. Honoured once
-# edgecore_tools/localcloud/s3.py reads it (see firmware/qemu/README.md).
+# 2-core host, over 60 s (MotoS3.start's default) when the host is busy
+# (edgecore_tools/localcloud/s3.py reads it; see firmware/qemu/README.md).
 export EDGECORE_MOTO_START_TIMEOUT=${EDGECORE_MOTO_START_TIMEOUT:-300}
 
 t0=$(now)
