@@ -56,7 +56,7 @@ class AgentRun:
             self.eof = True
             self._cond.notify_all()
 
-    def wait_event(self, names, timeout=None):
+    def wait_event(self, names):
         """Block until one of ``names`` is logged; its (time, name), or None at exit."""
         names = (names,) if isinstance(names, str) else tuple(names)
 
@@ -67,7 +67,7 @@ class AgentRun:
             return None
 
         with self._cond:
-            self._cond.wait_for(lambda: seen() or self.eof, timeout or self.timeout)
+            self._cond.wait_for(lambda: seen() or self.eof, self.timeout)
             return seen()
 
     def kill(self):
