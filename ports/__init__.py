@@ -14,17 +14,21 @@ Platform modules and what they build on::
 Every platform module (``cpython``, ``raspberrypi``, ``jetson``, ``micropython``)
 offers the same names:
 
-- ``transport(method, url, headers, body, timeout=None) -> (status, headers, body)``:
-  one HTTP exchange, body read whole (bounded: ``TransportError`` past the bound);
-  response header names lower-cased; TLS verification on; redirects are never
-  followed (a 3xx is returned as it is). Raises ``edgecore.errors.TransportError``
+- ``transport(method, url, headers, body, timeout=None, deadline=None) -> (status,
+  headers, body)``: one HTTP exchange, body read whole (bounded: ``TransportError`` past
+  the bound); response header names lower-cased; TLS verification on; redirects are
+  never followed (a 3xx is returned as it is). Raises ``edgecore.errors.TransportError``
   on network failure. This is the callable ``edgecore.Client`` uses by default.
-- ``open(method, url, headers, body=b"", timeout=None) -> Response``: the same
-  exchange, streamed. ``Response`` has ``status`` (int), ``headers`` (dict, lower-case
-  names), ``readinto(buf) -> int`` (0 at the end), ``read(n=-1) -> bytes``, ``close()``,
-  and is a context manager. A body shorter than its ``Content-Length`` raises
-  ``TransportError``. Range requests are just a ``Range`` header the caller sets.
-  Used for S3 downloads (``edgecore.checksum`` reads it).
+  ``deadline``: a value of the port's ``monotonic()`` by which the whole exchange
+  (connect, TLS, request, response head, body, chunked trailers) must be over, enforced
+  by closing the connection: ``TransportError`` ("deadline passed") otherwise.
+- ``open(method, url, headers, body=b"", timeout=None, deadline=None) -> Response``: the
+  same exchange, streamed. ``Response`` has ``status`` (int), ``headers`` (dict,
+  lower-case names), ``readinto(buf) -> int`` (0 at the end), ``read(n=-1) -> bytes``,
+  ``close()``, ``deadline`` (assignable while the body is read: a download moves it once
+  its length is known), and is a context manager. A body shorter than its
+  ``Content-Length`` raises ``TransportError``. Range requests are just a ``Range``
+  header the caller sets. Used for S3 downloads (``edgecore.checksum`` reads it).
 - ``make_transport(verify=True, ca_bundle=None, proxy=None, timeout=(5, 30), ...)``:
   a configured transport object with ``.transport`` and ``.open`` (the module-level
   functions use a lazily created default one; ``configure(**same)`` replaces it).
