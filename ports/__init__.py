@@ -203,9 +203,7 @@ def content_range_total(value, start):
         return None
     return int(total)
 
-# -- agent config (shared by edgecore_ports.runner and edgecore_ports.mp_agent) ----------
-
-AGENT_REQUIRED = ("device_name", "fleet_name", "region", "model_dir", "state_dir")
+# -- agent config (edgecore_ports.agentconfig validates it) -------------------------------
 
 
 class ConfigError(EdgecoreError):
@@ -214,34 +212,3 @@ class ConfigError(EdgecoreError):
     def __init__(self, field, detail):
         self.field = field
         super().__init__("agent config: invalid %s: %s" % (field, detail))
-
-
-def config_with_defaults(doc, defaults):
-    """A new dict: ``defaults`` updated with the config ``doc``; ConfigError unless ``doc``
-    is a dict whose AGENT_REQUIRED keys are all non-empty strings."""
-    if not isinstance(doc, dict):
-        raise ConfigError("document", "expected a JSON object")
-    config = dict(defaults)
-    config.update(doc)
-    for key in AGENT_REQUIRED:
-        if not isinstance(config.get(key), str) or not config[key]:
-            raise ConfigError(key, "required, a non-empty string")
-    return config
-
-
-def check_seconds(config, keys):
-    """ConfigError unless each of ``keys`` is a number > 0 (bool is not a number here)."""
-    for key in keys:
-        v = config[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-            raise ConfigError(key, "expected a number of seconds > 0")
-
-
-def check_endpoint_urls(config, keys=("endpoint_url", "s3_endpoint_url")):
-    """ConfigError unless each of ``keys`` is None or an http:// or https:// URL."""
-    for key in keys:
-        v = config[key]
-        if v is not None and (
-            not isinstance(v, str) or not (v.startswith("http://") or v.startswith("https://"))
-        ):
-            raise ConfigError(key, "expected an http:// or https:// URL")

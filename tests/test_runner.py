@@ -20,7 +20,7 @@ import pytest
 
 from edgecore import Credentials, agentstate
 from edgecore.amztime import amz_date
-from edgecore_ports import cpython
+from edgecore_ports import cpython, download
 from edgecore_ports import runner as runner_mod
 from edgecore_ports.runner import ConfigError, Runner, load_config
 
@@ -815,7 +815,7 @@ def test_any_error_marked_not_retryable_is_raised_at_once(tmp_path, cloud):
         def __init__(self):
             self.calls = 0
 
-        def transport(self, method, url, headers, body=b""):
+        def transport(self, method, url, headers, body=b"", deadline=None):
             self.calls += 1
             exc = TransportError("proxy refused the request")
             exc.retryable = not url.endswith("/GetDeployments")  # final for the poll only
@@ -839,10 +839,11 @@ def test_any_error_marked_not_retryable_is_raised_at_once(tmp_path, cloud):
 
 class SteppingClock:
     """A monotonic clock that moves ``step`` seconds at every reading: no real time
-    passes, the runner just sees a slow link."""
+    passes, the runner just sees a slow link. It starts at the real monotonic time, so
+    deadlines it sets are never in the past for the transport (which keeps real time)."""
 
     def __init__(self, step):
-        self.t = 5000.0
+        self.t = time.monotonic()
         self.step = step
 
     def __call__(self):
@@ -879,19 +880,19 @@ def test_attempt_bound_config_keys_default_and_are_validated():
 
 def test_pace_rule_uses_a_sliding_window():
     clock = [0.0]
-    pace = runner_mod._Pace(lambda: clock[0], 1000, window=30)
+    pace = download.Pace(lambda: clock[0], 1000, window=30)
     for _ in range(29):  # 29 s at 500 B/s: too early to judge
         clock[0] += 1
         assert pace.check(500) is None
     clock[0] += 1
     assert pace.check(500) == pytest.approx(500.0)  # 15000 bytes over 30 s
-    fast = runner_mod._Pace(lambda: clock[0], 1000, window=30)
+    fast = download.Pace(lambda: clock[0], 1000, window=30)
     for _ in range(120):  # a fast start does not excuse a later stall...
         clock[0] += 1
         fast.check(100000 if clock[0] < 90 + 30 else 10)
     assert fast.check(0) is not None
     assert len(fast.samples) <= 32  # bounded: at most one sample a second in the window
-    off = runner_mod._Pace(lambda: clock[0], 0)
+    off = download.Pace(lambda: clock[0], 0)
     clock[0] += 1000
     assert off.check(1) is None  # 0 disables the rule
 
@@ -958,58 +959,51 @@ def test_min_download_rate_zero_disables_the_rule(tmp_path, cloud):
     assert read_active(tmp_path, "cam") == data
 
 
-class TricklingHttp:
-    """``open`` answers 200 with a body that arrives one byte per read, forever (bounded
-    by the test's clock: the runner must give up at request_timeout)."""
+class DeadlineHttp:
+    """``transport`` records the deadline it is given and fails as a port does when the
+    deadline passes."""
 
     def __init__(self):
-        self.opens = 0
-        self.reads = 0
+        self.deadlines = []
 
-    def open(self, method, url, headers, body=b""):
-        self.opens += 1
-        outer = self
+    def transport(self, method, url, headers, body=b"", deadline=None):
+        from edgecore.errors import TransportError
 
-        class Resp:
-            status = 200
-            headers = {"content-type": "application/json"}
-
-            def read(self, n=-1):
-                outer.reads += 1
-                assert outer.reads < 10000, "the runner kept reading past its deadline"
-                return b" "
-
-            def close(self):
-                pass
-
-        return Resp()
+        self.deadlines.append(deadline)
+        raise TransportError("%s %s: deadline passed before the exchange completed"
+                             % (method, url))
 
 
-def test_api_call_is_bounded_by_request_timeout(tmp_path, cloud):
+def test_api_call_passes_request_timeout_as_the_deadline(tmp_path, cloud):
     from edgecore.errors import TransportError
 
-    r = make_runner(
-        tmp_path,
-        cloud,
-        port=port_with(monotonic=SteppingClock(10)),
-        request_timeout=60,
-        max_retries=2,
-        retry_time_budget=10**7,
-    )
-    r.http = TricklingHttp()
+    clock = SteppingClock(10)
+    r = make_runner(tmp_path, cloud, port=port_with(monotonic=clock), request_timeout=60,
+                    max_retries=2, retry_time_budget=10**7)
+    r.http = DeadlineHttp()
     with pytest.raises(TransportError) as info:
         r.call("get_deployments", DeviceName="dev-1", DeviceFleetName="fleet-1")
-    assert "request_timeout (60 s)" in str(info.value)
-    assert r.http.opens == 3 and len(r.sleeps) == 2  # retried like a network error
-    assert r.http.reads <= 3 * 7  # ~60 s / 10 s per reading, per attempt
+    assert "deadline passed" in str(info.value)
+    assert len(r.http.deadlines) == 3 and len(r.sleeps) == 2  # retried like a network error
+    # Each attempt gets its own deadline, request_timeout after it starts.
+    assert all(d is not None for d in r.http.deadlines)
+    assert r.http.deadlines == sorted(set(r.http.deadlines))
 
 
-def test_api_response_over_the_body_bound_is_refused(tmp_path, cloud):
-    from edgecore.errors import TransportError
+def test_api_call_with_a_trickled_head_ends_at_request_timeout(tmp_path, cloud):
+    """A control plane trickling its answer's head a byte at a time (each byte well
+    within the socket's read timeout) holds a call no longer than request_timeout."""
+    from test_ports_cpython import Hostile
 
-    r = make_runner(tmp_path, cloud, max_retries=0)
-    r.http = TricklingHttp()
-    r.http.max_body = 5
-    with pytest.raises(TransportError) as info:
-        r.call("get_deployments", DeviceName="dev-1", DeviceFleetName="fleet-1")
-    assert "exceeds the 5 byte bound" in str(info.value)
+    head = b"HTTP/1.1 200 OK\r\nX: " + b"a" * 1000
+    srv = Hostile(lambda conn, srv: srv.trickle(conn, head, 0.05))
+    try:
+        r = make_runner(tmp_path, cloud, endpoint_url=srv.url, request_timeout=1, max_retries=0)
+        start = time.monotonic()
+        report = r.cycle()
+        took = time.monotonic() - start
+        assert not report["ok"]
+        assert "deadline passed" in report["errors"][0], report
+        assert took < 8, took  # the poll and the heartbeat: about a second each
+    finally:
+        srv.close()
