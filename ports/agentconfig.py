@@ -16,7 +16,7 @@ when first used.
 import sys
 
 from edgecore.shapes import check_device_name
-from edgecore_ports import ConfigError
+from edgecore_ports import ConfigError, ascii_digits
 
 MICROPYTHON = sys.implementation.name == "micropython"
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -33,10 +33,10 @@ def _region(v):
     ok = isinstance(v, str) and 0 < len(v) <= 63 and v[0] != "-" and v[-1] != "-"
     if ok:
         for c in v:
-            if not (c == "-" or c.isdigit() or ("a" <= c <= "z") or ("A" <= c <= "Z")):
+            if not (c == "-" or ("0" <= c <= "9") or ("a" <= c <= "z") or ("A" <= c <= "Z")):
                 ok = False
                 break
-    if ok and not v.isdigit():
+    if ok and not ascii_digits(v):
         return None
     return "expected an AWS region name such as us-west-2 (letters, digits, hyphens)"
 

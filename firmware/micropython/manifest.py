@@ -5,11 +5,11 @@
 #
 # Frozen: the portable core (package edgecore, every module) and, as the package
 # edgecore_ports, only what a board needs: the port interface (ports/__init__.py), the
-# MicroPython port (ports/micropython.py) and the agent runner (ports/mp_agent.py).
-# The CPython-only ports (cpython, linux, raspberrypi, jetson, credentials, runner)
-# are left out. The board's own manifest is included first so its modules stay
-# (FROZEN_MANIFEST replaces it): the board's if it has one (RPI_PICO_W: networking,
-# ntptime, mip), else the port's.
+# MicroPython port (ports/micropython.py) and the agent's executor (runner, agentconfig,
+# store, download) with its board entry point (mp_agent). The CPython-only ports
+# (cpython, linux, raspberrypi, jetson, credentials, signing) are left out. The board's
+# own manifest is included first so its modules stay (FROZEN_MANIFEST replaces it): the
+# board's if it has one (RPI_PICO_W: networking, ntptime, mip), else the port's.
 import os
 import shutil
 
@@ -20,7 +20,8 @@ except Exception:  # this board has no manifest of its own
 
 _here = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
 _root = os.path.abspath(os.path.join(_here, "..", ".."))
-PORT_FILES = ("__init__.py", "micropython.py", "mp_agent.py")
+PORT_FILES = ("__init__.py", "micropython.py", "mp_agent.py", "runner.py", "agentconfig.py",
+              "store.py", "download.py")
 
 # The source tree keeps the ports in ports/ (installed as edgecore_ports by setup.cfg):
 # stage them under their import name so package() freezes them as edgecore_ports.

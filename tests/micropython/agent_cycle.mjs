@@ -10,15 +10,11 @@
 //            first and /flash (models + state) back to DIR after the run (a reboot).
 // --mpy      load DIST/lib's .mpy files (firmware/micropython/build-mpy.sh's output)
 //            instead of the .py sources: checks the bytecode loads under this runtime.
-// --probe    sample the live heap after every step of the cycle (the agent's
-//            cycle_steps() yields after each request, action and download chunk).
-//            The wasm port only collects garbage when control is back in JS (it
-//            cannot scan the wasm stack; gc.collect() inside Python only asks), so the
-//            cycle is driven step by step from JS; after each step gc.collect() is
-//            requested, runs on the return to JS, and gc.mem_alloc() is read: the live
-//            heap at that point ("peak"). "raw_peak": gc.mem_alloc() at a step's end
-//            before that collection (live + the step's garbage, unless the port had to
-//            collect during the step).
+// --probe    sample the heap at every step of the cycle (the agent's feed hook runs
+//            after every request, action and download chunk): gc.mem_alloc() there is
+//            the live heap plus the step's garbage (the wasm port collects only when
+//            control is back in JS: it cannot scan the wasm stack), so "peak" is an upper
+//            bound of the live peak; the real unix binary measures it exactly.
 // Prints one line "RESULT {json}" (reports, heap figures, seconds); exit 1 when a
 // cycle's report is not ok.
 import fs from "node:fs";
@@ -99,20 +95,17 @@ _agent = mp_agent.Agent(mp_agent.read_config_file("/flash/agent.json"),
                         log=lambda level, event, **f: _logs.append((level, event, f)),
                         sleep=lambda s: None)
 _reports = []
-_gen = None
+_probe = [${probe ? "True" : "False"}, 0, 0]  # on, steps, peak
 
-def _step():
-    # One step of the current cycle; 1 = more to come, 0 = the cycle ended.
-    global _gen
-    if _gen is None:
-        _gen = _agent.cycle_steps()
-    try:
-        next(_gen)
-        return 1
-    except StopIteration as stop:
-        _reports.append(stop.args[0])
-        _gen = None
-        return 0
+def _feed():
+    _probe[1] += 1
+    if _probe[0]:
+        _probe[2] = max(_probe[2], gc.mem_alloc())
+
+_agent.feed = _feed
+
+def _cycle():
+    _reports.append(_agent.cycle())
 
 def _alloc():
     return gc.mem_alloc()
@@ -124,43 +117,31 @@ def _result():
     active = {}
     for h in _agent.state["active"]:
         active[h] = {"sha1": _agent.state["active"][h]["sha1"],
-                     "path": mp_agent.active_model(_agent.model_dir, h)[0]}
+                     "path": mp_agent.active_model(_agent.store.root, h)[0]}
     return json.dumps({"reports": _reports, "active": active, "buffer": len(_agent.buf),
-                       "base": _base, "logs": [l for l in _logs if l[0] != "info"][:20]})
+                       "base": _base, "steps": _probe[1], "peak": _probe[2],
+                       "logs": [l for l in _logs if l[0] != "info"][:20]})
 `;
 
 let ok = false;
 try {
   mp.runPython(setup);
-  const step = mp.globals.get("_step");
+  const cycle = mp.globals.get("_cycle");
   const alloc = mp.globals.get("_alloc");
   const requestGc = mp.globals.get("_gc");
   const mem = () => { requestGc(); return alloc(); }; // live heap: collected on _gc's return
   const loaded = mem();
-  let peak = loaded;
-  let rawPeak = loaded;
-  let samples = 0;
-  let steps = 0;
   const t0 = Date.now();
   for (let c = 0; c < cycles; c++) {
-    while (step() === 1) {
-      steps++;
-      if (probe) {
-        const raw = alloc(); // the step's garbage included unless the port collected
-        if (raw > rawPeak) rawPeak = raw;
-        const m = mem();
-        samples++;
-        if (m > peak) peak = m;
-      }
-    }
+    cycle();
+    mem(); // garbage of a cycle goes before the next
   }
   const seconds = (Date.now() - t0) / 1000;
   const result = JSON.parse(mp.globals.get("_result")());
   result.seconds = seconds;
-  result.steps = steps;
   result.heap = {
-    baseline: result.base, after_import: loaded, peak, samples, raw_peak: rawPeak,
-    cycle_beyond_import: peak - loaded, peak_beyond_baseline: peak - result.base,
+    baseline: result.base, after_import: loaded, peak: Math.max(result.peak, loaded),
+    samples: probe ? result.steps : 0, cycle_beyond_import: result.peak - loaded,
   };
   result.bridge = bridge.stats;
   result.mpy = !!mpyDir;
