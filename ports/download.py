@@ -50,9 +50,10 @@ from edgecore_ports.store import (
 RESUME_FILE = ".resume.json"
 RATE_WINDOW = 30  # seconds over which min_download_rate is judged
 MAX_NAME = 64  # characters of an artifact's file name (the end of its S3 key)
-# errno values a retry cannot fix (getattr: MicroPython's errno has few names)
-_FINAL_ERRNOS = tuple(getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "ENAMETOOLONG")
-                      if hasattr(errno, n))
+# errno values a retry cannot fix; the numbers are Linux's (and MicroPython's own
+# ENOSPC), for the builds whose errno module does not name them
+_ENAMETOOLONG = getattr(errno, "ENAMETOOLONG", 36)
+_FINAL_ERRNOS = (getattr(errno, "ENOSPC", 28), getattr(errno, "EDQUOT", 122), _ENAMETOOLONG)
 
 
 class DownloadError(EdgecoreError):
@@ -81,7 +82,7 @@ def _network_error(where, exc):
     reason = "GET %s: %s" % (where, describe(exc))
     code = exc.args[0] if isinstance(exc, OSError) and exc.args else None
     if code in _FINAL_ERRNOS:
-        if code == getattr(errno, "ENAMETOOLONG", None):
+        if code == _ENAMETOOLONG:
             return DownloadError(reason)
         return DownloadError("no space left in model_dir while writing: " + reason)
     return DownloadError(reason, retryable=getattr(exc, "retryable", True) is not False,

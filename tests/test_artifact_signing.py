@@ -271,3 +271,49 @@ def test_localcloud_blobs_keep_the_signature(local_cloud, tmp_path):
     r = make_runner(cloud, tmp_path, artifact_signing_key=pub, require_artifact_signature=True)
     assert r.cycle()["ok"]
     assert result(cloud, d)[0] == "SUCCESS"
+
+
+class _Denied:
+    """S3's answer to a GET of a missing key without s3:ListBucket: 403 AccessDenied."""
+
+    status = 403
+    headers = {"content-type": "application/xml"}
+
+    def __init__(self):
+        self._body = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+
+    def read(self, n=-1):
+        out, self._body = self._body, b""
+        return out
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("require", [False, True])
+def test_signature_answered_403_access_denied_is_missing(local_cloud, tmp_path, require):
+    """Without list permission S3 answers 403 AccessDenied, not 404, for a missing key:
+    a missing signature all the same (a warning unless required)."""
+    _, pub = write_keys(tmp_path, "ed25519")
+    data = b"unsigned model " * 100
+    d = local_cloud.deploy("cam", "detector", "1.0", data=data)
+    r = make_runner(local_cloud, tmp_path, artifact_signing_key=pub,
+                    require_artifact_signature=require)
+    real = r.http.open
+
+    def open_(method, url, headers, body=b"", timeout=None, deadline=None):
+        if url.endswith(signing.SUFFIX):
+            return _Denied()
+        return real(method, url, headers, body, timeout, deadline)
+
+    r.http.open = open_
+    assert r.cycle()["ok"]
+    status, reason = result(local_cloud, d)
+    if require:
+        assert status == "FAIL" and "artifact signature missing" in reason, reason
+        assert "HTTP 403" in reason
+    else:
+        assert status == "SUCCESS", reason
+        assert active_bytes(tmp_path, "cam") == data
+        (warning,) = [e for e in r.events if e[1] == "signature.missing"]
+        assert warning[2]["status"] == 403

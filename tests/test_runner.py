@@ -20,7 +20,7 @@ import pytest
 
 from edgecore import Credentials, agentstate
 from edgecore.amztime import amz_date
-from edgecore_ports import cpython, download
+from edgecore_ports import cpython
 from edgecore_ports import runner as runner_mod
 from edgecore_ports.runner import ConfigError, Runner, load_config
 
@@ -463,6 +463,21 @@ def test_reload_command_failure(tmp_path, cloud):
     assert not os.path.lexists(str(tmp_path / "models" / "cam"))
 
 
+def test_reload_command_gets_no_secrets(tmp_path, cloud, monkeypatch):
+    url, sha = cloud.put("cam/m.bin", b"one")
+    cloud.deploy(deploy_def("cam", url, sha))
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret-do-not-pass")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "env-token-do-not-pass")
+    monkeypatch.setenv("EDGECORE_TEST_KEEP", "kept")
+    out = tmp_path / "env.txt"
+    r = make_runner(tmp_path, cloud, reload_command=["sh", "-c", "env > %s" % out])
+    assert r.cycle()["ok"]
+    env = out.read_text()
+    assert "env-secret" not in env and "env-token" not in env
+    assert "EDGECORE_TEST_KEEP=kept" in env and "EDGECORE_MODEL_HANDLE=cam" in env
+    assert "EDGECORE_MODEL_SHA1=" + sha in env
+
+
 def test_clock_skew_is_corrected_from_date_header(tmp_path, cloud):
     url, sha = cloud.put("cam/m.bin", b"one")
     cloud.deploy(deploy_def("cam", url, sha))
@@ -876,25 +891,6 @@ def test_attempt_bound_config_keys_default_and_are_validated():
         with pytest.raises(ConfigError) as info:
             load_config(dict(base, **{key: bad}), environ={})
         assert info.value.field == key and key in str(info.value)
-
-
-def test_pace_rule_uses_a_sliding_window():
-    clock = [0.0]
-    pace = download.Pace(lambda: clock[0], 1000, window=30)
-    for _ in range(29):  # 29 s at 500 B/s: too early to judge
-        clock[0] += 1
-        assert pace.check(500) is None
-    clock[0] += 1
-    assert pace.check(500) == pytest.approx(500.0)  # 15000 bytes over 30 s
-    fast = download.Pace(lambda: clock[0], 1000, window=30)
-    for _ in range(120):  # a fast start does not excuse a later stall...
-        clock[0] += 1
-        fast.check(100000 if clock[0] < 90 + 30 else 10)
-    assert fast.check(0) is not None
-    assert len(fast.samples) <= 32  # bounded: at most one sample a second in the window
-    off = download.Pace(lambda: clock[0], 0)
-    clock[0] += 1000
-    assert off.check(1) is None  # 0 disables the rule
 
 
 def test_download_below_min_rate_is_aborted_and_resumed(tmp_path, cloud):

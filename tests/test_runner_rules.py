@@ -154,6 +154,19 @@ def test_checksum_mismatch_fails_and_keeps_the_previous_model():
     run()
 
 
+def test_an_s3_key_with_a_long_name_is_stored_under_a_short_one():
+    @each_store
+    def run(cloud, root, store):
+        url, sha = cloud.put("cam/" + "n" * 300 + ".bin", b"model")
+        cloud.deploy(deploy_def("cam", url, sha))
+        r = make_runner(cloud, root, store)
+        assert r.cycle()["ok"]
+        assert cloud.results()[-1]["DeploymentStatus"] == "SUCCESS"  # not ENAMETOOLONG
+        assert active_bytes(r, "cam") == b"model" and r.sleeps == []
+
+    run()
+
+
 def test_retries_back_off_and_are_capped():
     @each_store
     def run(cloud, root, store):
