@@ -31,8 +31,15 @@ the caller's memory, never joined to the head. TCP_NODELAY is set where the sock
 module has it.
 
 TLS: verification is on; MicroPython has no system CA store, so ``ca_bundle`` (a file
-path, PEM or DER as the ssl module accepts) is required for https unless
-``verify=False`` (which prints a loud warning once).
+of one or more CA certificates, PEM or DER) is required for https unless
+``verify=False`` (which prints a loud warning once). MicroPython's mbedtls configuration
+parses DER only: PEM files are turned into DER here (the base64 between the armour
+lines), CA certificates, client certificates and keys alike. ``client_cert`` +
+``client_key`` (PEM or DER files) authenticate the device (mTLS: the AWS IoT
+credentials provider). The bare ``tls`` module is used where micropython-lib's ``ssl``
+is not in the firmware. A certificate the device refuses (unknown CA, wrong host name,
+expired) or a CA/key file it cannot use raises ``TlsError``: a ``TransportError`` with
+``retryable = False`` naming what failed; retrying cannot fix it.
 
 Files: MicroPython has no fsync; ``atomic_write`` flushes, calls ``os.sync()`` where
 the port has it, then renames. On FAT a rename cannot replace a file, so the old one
@@ -162,6 +169,81 @@ class _SocketStream:
 
     def close(self):
         self.sock.close()
+
+
+class TlsError(TransportError):
+    """TLS cannot succeed as configured: a refused certificate (unknown CA, wrong host
+    name, expired), an unusable CA, certificate or key file."""
+
+    retryable = False
+
+
+def pem_to_der(data, what="certificate"):
+    """The DER blocks of a PEM file (every ``-----BEGIN ...-----`` block), or ``[data]``
+    when it is DER already. TlsError when a PEM block is broken."""
+    import binascii
+
+    if b"-----BEGIN" not in data:
+        return [data]
+    out = []
+    rest = data
+    while True:
+        start = rest.find(b"-----BEGIN")
+        if start < 0:
+            break
+        body = rest.find(b"-----", start + 10)  # the end of the BEGIN line's armour
+        end = rest.find(b"-----END", body + 5)
+        if body < 0 or end < 0:
+            raise TlsError("%s: unterminated PEM block" % what)
+        try:
+            out.append(binascii.a2b_base64(rest[body + 5:end]))
+        except ValueError:
+            raise TlsError("%s: PEM block is not base64" % what) from None
+        rest = rest[end + 8:]
+    if not out:
+        raise TlsError("%s: no PEM block" % what)
+    return out
+
+
+def _read_file(path, what):
+    try:
+        with _builtin_open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise TlsError("%s: cannot read %s (%s)" % (what, path, exc)) from None
+
+
+def _tls_module():
+    """micropython-lib's ``ssl`` (and CPython's), else the bare ``tls`` module."""
+    try:
+        import ssl
+    except ImportError:
+        import tls as ssl
+    return ssl
+
+
+def _tls_failure(exc):
+    """(text, retryable) for an exception of the TLS layer, or None if it is not one.
+    MicroPython's mbedtls raises ValueError with the verification's reason ("The
+    certificate is not correctly signed by the trusted CA", "... Common Name (CN) does
+    not match ...", "The certificate validity has expired", "invalid cert") and OSError
+    with a negative mbedtls code (below -255) for other handshake failures; CPython
+    raises ssl.SSLError (SSLCertVerificationError when the certificate is refused)."""
+    name = exc.__class__.__name__
+    if name == "SSLCertVerificationError":
+        return "certificate refused (%s)" % getattr(exc, "verify_message", exc), False
+    if name.startswith("SSL"):
+        return "TLS failure (%s: %s)" % (name, exc), True
+    if isinstance(exc, ValueError):
+        reason = " ".join(str(exc).split()) or "invalid certificate"
+        return "certificate refused (%s)" % reason, False
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+    if code <= -256:  # an mbedtls error code
+        # -0x2700 X509_CERT_VERIFY_FAILED: refused; others: the handshake failed.
+        return "TLS failure (mbedtls -0x%04x%s)" % (-code, (": " + str(exc.args[1]))
+                                                     if len(exc.args) > 1 else ""), \
+            code != -0x2700
+    return None
 
 
 class DeadlineExceeded(TransportError):
@@ -506,7 +588,7 @@ class Transport:
 
     def __init__(self, verify=True, ca_bundle=None, timeout=DEFAULT_TIMEOUT,
                  max_body=DEFAULT_MAX_BODY, keep_alive=False, connect=None,
-                 user_agent=USER_AGENT):
+                 user_agent=USER_AGENT, client_cert=None, client_key=None):
         global _warned_insecure
         if not verify and not _warned_insecure:
             _warned_insecure = True
@@ -514,6 +596,10 @@ class Transport:
                   "impersonate the service and the model store")
         self.verify = verify
         self.ca_bundle = ca_bundle
+        if bool(client_cert) != bool(client_key):
+            raise ValueError("make_transport: client_cert and client_key go together")
+        self.client_cert = client_cert
+        self.client_key = client_key
         self.timeout = timeout
         self.max_body = max_body
         self.keep_alive = keep_alive
@@ -528,29 +614,40 @@ class Transport:
 
     def _context(self):
         if self._tls is None:
-            try:
-                import ssl
-            except ImportError:
-                import tls as ssl
             import sys
 
+            ssl = _tls_module()
+            micropython = sys.implementation.name == "micropython"
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            if self.client_cert:
+                if micropython:  # DER bytes: mbedtls here has no PEM parser
+                    cert = pem_to_der(_read_file(self.client_cert, "client_cert"),
+                                      "client_cert")[0]
+                    key = pem_to_der(_read_file(self.client_key, "client_key"),
+                                     "client_key")[0]
+                    _tls_call(ctx.load_cert_chain, "client_cert/client_key", cert, key)
+                else:
+                    _tls_call(ctx.load_cert_chain, "client_cert/client_key",
+                              self.client_cert, self.client_key)
             if not self.verify:
                 if hasattr(ctx, "check_hostname"):
                     ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
             elif self.ca_bundle:
-                if sys.implementation.name == "micropython":
-                    with _builtin_open(self.ca_bundle, "rb") as f:
-                        ctx.load_verify_locations(cadata=f.read())
+                if micropython:
+                    for der in pem_to_der(_read_file(self.ca_bundle, "ca_bundle"), "ca_bundle"):
+                        try:
+                            _tls_call(ctx.load_verify_locations, "ca_bundle", cadata=der)
+                        except TypeError:  # the bare tls module takes no keyword
+                            _tls_call(ctx.load_verify_locations, "ca_bundle", der)
                 else:
-                    ctx.load_verify_locations(cafile=self.ca_bundle)
+                    _tls_call(ctx.load_verify_locations, "ca_bundle", cafile=self.ca_bundle)
                 ctx.verify_mode = ssl.CERT_REQUIRED
-            elif sys.implementation.name != "micropython":
+            elif not micropython:
                 ctx.load_default_certs()
             else:
-                raise TransportError("https: TLS verification needs ca_bundle (a CA file) "
-                                     "on MicroPython, which has no system CA store")
+                raise TlsError("https: TLS verification needs ca_bundle (a CA file) "
+                               "on MicroPython, which has no system CA store")
             self._tls = ctx
         return self._tls
 
@@ -640,13 +737,16 @@ class Transport:
                     continue
                 if isinstance(exc, TransportError):
                     raise exc.__class__("%s %s: %s" % (method, origin, exc)) from None
-                if isinstance(exc, ValueError) and not hasattr(exc, "errno"):
-                    detail = "TLS failure (%s)" % exc
-                elif exc.__class__.__name__.startswith("SSL"):
-                    detail = "TLS failure (%s)" % exc.__class__.__name__
-                else:
-                    detail = _oserror_text(exc)
-                raise TransportError("%s %s: %s" % (method, origin, detail)) from None
+                if deadline is not None and monotonic() >= deadline:  # e.g. in the handshake
+                    raise DeadlineExceeded("%s %s: deadline exceeded" % (method, origin)) \
+                        from None
+                tls = _tls_failure(exc) if scheme == "https" else None
+                if tls is not None:
+                    err = (TransportError if tls[1] else TlsError)(
+                        "%s %s: %s" % (method, origin, tls[0]))
+                    raise err from None
+                raise TransportError("%s %s: %s" % (method, origin, _oserror_text(exc))) \
+                    from None
 
     def _response(self, reader, key, method, origin):
         for _ in range(10):  # skip interim 1xx responses (100 Continue, 103 Early Hints)
@@ -662,7 +762,10 @@ class Transport:
 
     def transport(self, method, url, headers, body=b"", timeout=None, deadline=None):
         """One exchange, body read whole (bounded): (status, lower-cased headers, body)."""
-        with self.open(method, url, headers, body, timeout, deadline) as resp:
+        # deadline passed only when set: callers may have wrapped open() without it.
+        resp = self.open(method, url, headers, body, timeout) if deadline is None else \
+            self.open(method, url, headers, body, timeout, deadline)
+        with resp:
             declared = resp.headers.get("content-length", "")
             if ascii_digits(declared) and int(declared) > self.max_body:
                 raise TransportError("%s %s: response body of %s bytes exceeds the %d byte "
@@ -764,6 +867,15 @@ def _guard_class():
     return _Guard
 
 
+def _tls_call(func, what, *args, **kwargs):
+    """Load a certificate or key into the TLS context; TlsError naming ``what`` if the
+    TLS layer refuses it (a TypeError passes: the caller retries without keywords)."""
+    try:
+        return func(*args, **kwargs)
+    except (ValueError, OSError) as exc:
+        raise TlsError("%s: the TLS layer refused it (%s)" % (what, exc)) from None
+
+
 def _no_delay(socket, sock):
     """Set TCP_NODELAY where the socket module has it (many MicroPython ports do not).
     Requests already leave in few, large writes, so Nagle saves next to nothing and can
@@ -811,13 +923,15 @@ def _write_all(reader, data):
 
 
 def make_transport(verify=True, ca_bundle=None, timeout=DEFAULT_TIMEOUT,
-                   max_body=DEFAULT_MAX_BODY, keep_alive=False, connect=None, proxy=None):
+                   max_body=DEFAULT_MAX_BODY, keep_alive=False, connect=None, proxy=None,
+                   client_cert=None, client_key=None):
     """A Transport. ``connect(host, port, use_tls, timeout)`` replaces the socket layer.
     ``proxy`` is accepted for interface parity and must be None (no proxy support)."""
     if proxy:
         raise ValueError("make_transport: proxy is not supported by the MicroPython port")
     return Transport(verify=verify, ca_bundle=ca_bundle, timeout=timeout, max_body=max_body,
-                     keep_alive=keep_alive, connect=connect)
+                     keep_alive=keep_alive, connect=connect, client_cert=client_cert,
+                     client_key=client_key)
 
 
 _default = None
