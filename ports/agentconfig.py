@@ -250,13 +250,16 @@ def read_config_file(path, environ=None, micropython=MICROPYTHON):
     """Read and validate a JSON config file."""
     import json
 
+    from edgecore_ports.store import file_size, read_small
+
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_CONFIG_BYTES + 1)
+        data = read_small(path, MAX_CONFIG_BYTES)
     except OSError as exc:
         raise ConfigError("file", "cannot read %s (%s)" % (path, exc)) from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError("file", "%s is larger than %d bytes" % (path, MAX_CONFIG_BYTES))
+    if data is None:
+        size = file_size(path)
+        raise ConfigError("file", "cannot read %s (%s)" % (
+            path, "no such file" if size is None else "larger than %d bytes" % MAX_CONFIG_BYTES))
     try:
         doc = json.loads(data.decode("utf-8"))
     except (ValueError, UnicodeError) as exc:

@@ -354,7 +354,7 @@ def _fetch(runner, url, where, part):
                                     % where, retryable=True) from None
             return part.commit()
         else:
-            code, message = s3url.parse_error(resp.read(s3url.MAX_ERROR_BODY))
+            code, message = s3url.parse_error(_read_some(resp, runner.buf))
             runner.last_date = resp.headers.get("date")
             restart = status == 412 and part.done  # the object changed since byte 0
             raise DownloadError(
@@ -465,17 +465,24 @@ def check_signature(runner, bucket, key, where, handle, path):
     return None
 
 
+def _read_some(resp, buf):
+    """The start of a small body (an error, a signature): up to ``len(buf)`` bytes, read
+    into the runner's buffer (no allocation of a bound's size)."""
+    got = 0
+    while got < len(buf):  # readinto may return less than asked: loop
+        n = resp.readinto(buf[got:])
+        if not n:
+            break
+        got += n
+    return bytes(buf[:got])
+
+
 def _get_small(runner, url, where, limit):
     """(200, body or None when longer than ``limit``) or (404/403, None) of a signed S3
     GET; any other answer raises DownloadError (retried as S3 errors are)."""
     resp = runner.s3_get(url, {}, runner.port.monotonic() + runner.config["request_timeout"])
-    body = b""
     try:
-        while len(body) <= limit:  # read() may return less than asked: loop
-            chunk = resp.read(limit + 1 - len(body))
-            if not chunk:
-                break
-            body += chunk
+        body = _read_some(resp, runner.buf[:limit + 1])
     finally:
         resp.close()
     if resp.status == 200:

@@ -64,7 +64,7 @@ INFERENCE_SPOOL = "inference.jsonl"
 MAX_SPOOL_BYTES = 4 * 1024 * 1024
 MICROPYTHON = sys.implementation.name == "micropython"
 BUFFER_SIZE = 4096 if MICROPYTHON else 65536  # the one download buffer
-STATE_HEAP_SHARE = 8  # a state file may use 1/8 of the free heap (parsed, it takes more)
+STATE_HEAP_SHARE = 4  # a state file may use 1/4 of the free heap (parsing takes ~2x more)
 
 
 def record_inference(state_dir, model_handle, latency_ms=None, sample_time=None, now=None):
@@ -112,6 +112,12 @@ def _state_limit():
         return agentstate.MAX_STATE_BYTES
     gc.collect()
     return min(agentstate.MAX_STATE_BYTES, gc.mem_free() // STATE_HEAP_SHARE)
+
+
+def _digest(data):
+    import hashlib
+
+    return hashlib.sha256(data).digest()
 
 
 def _retryable(exc):
@@ -180,7 +186,7 @@ class Runner:
         except ImportError:
             self._lock = _NoLock()
         self.state = None
-        self._saved = None  # the bytes last saved
+        self._saved = None  # SHA-256 of the bytes last saved (not a copy: heap on a board)
         self._client = None
         self.signing_key = None
         if config["artifact_signing_key"]:
@@ -214,7 +220,16 @@ class Runner:
             exc.from_credentials = True
             raise
 
+    def _collect(self):
+        """On a board, collect the garbage before a connection: its TLS buffers are the
+        largest blocks a cycle allocates, and a fragmented 64 KiB heap cannot give them."""
+        if MICROPYTHON:
+            import gc
+
+            gc.collect()
+
     def _transport(self, method, url, headers, body=b""):
+        self._collect()
         deadline = self.port.monotonic() + self.config["request_timeout"]
         status, headers_out, data = self.http.transport(method, url, headers, body,
                                                         deadline=deadline)
@@ -228,6 +243,7 @@ class Runner:
         from edgecore import sigv4
 
         creds = self._creds()
+        self._collect()
         signed = sigv4.sign_request("GET", url, headers, b"", access_key=creds.access_key,
                                     secret_key=creds.secret_key,
                                     session_token=creds.session_token,
@@ -319,7 +335,7 @@ class Runner:
                                             "load (%d)" % (size, limit))
             try:
                 with open(path, "rb") as f:
-                    self.state = agentstate.loads(f.read(limit + 1))
+                    self.state = agentstate.loads(f.read(size))
             except MemoryError:
                 raise agentstate.StateError("document", "%d bytes: not enough memory to load"
                                             % size) from None
@@ -335,12 +351,12 @@ class Runner:
         floor = state.get("clock_floor", 0)
         now = self.now()
         if self._saved is not None and now - floor < FLOOR_REFRESH \
-                and agentstate.dumps(state) == self._saved:
+                and _digest(agentstate.dumps(state)) == self._saved:
             return
         state["clock_floor"] = max(floor, now)
         data = agentstate.dumps(state)
         self.port.atomic_write(self.state_path, data, 0o600)
-        self._saved = data
+        self._saved = _digest(data)
         self.point("saved")
 
     def start(self):
@@ -473,7 +489,7 @@ class Runner:
                 return 0
         count = bad = 0
         with open(taken, "rb") as f:
-            data = f.read(MAX_SPOOL_BYTES)
+            data = f.read(min(file_size(taken) or 0, MAX_SPOOL_BYTES, _state_limit()))
         with self._lock:
             for raw in data.split(b"\n"):
                 if not raw:

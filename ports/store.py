@@ -113,11 +113,21 @@ def sync_dir(path):
         os.close(fd)
 
 
+def read_small(path, limit):
+    """The bytes of a file of at most ``limit`` bytes; None when it is missing or larger
+    (sized first: MicroPython's ``read(n)`` allocates n bytes before reading)."""
+    size = file_size(path)
+    if size is None or size > limit:
+        return None
+    with open(path, "rb") as f:
+        return f.read(size)
+
+
 def read_json(path, limit=65536):
     """The JSON object in a small file, or None (missing, unreadable, not an object)."""
     try:
-        with open(path, "rb") as f:
-            doc = json.loads(f.read(limit))
+        data = read_small(path, limit)
+        doc = None if data is None else json.loads(data)
     except (OSError, ValueError):
         return None
     return doc if isinstance(doc, dict) else None

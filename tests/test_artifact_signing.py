@@ -282,9 +282,10 @@ class _Denied:
     def __init__(self):
         self._body = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
 
-    def read(self, n=-1):
-        out, self._body = self._body, b""
-        return out
+    def readinto(self, buf):
+        n = min(len(buf), len(self._body))
+        buf[:n], self._body = self._body[:n], self._body[n:]
+        return n
 
     def close(self):
         pass

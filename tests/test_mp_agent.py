@@ -513,3 +513,208 @@ def test_endpoint_urls_need_a_scheme_and_more():
         else:
             raise AssertionError("accepted %r" % bad)
     assert mp_agent.load_config(dict(base, endpoint_url="http://127.0.0.1:1"))["endpoint_url"]
+
+
+# ---- the real 32-bit binary, edgecore frozen, a 64 KiB heap, over TLS -------------------
+
+BINARY = os.path.join(ROOT, ".cache", "micropython", "bin", "micropython32")
+needs_binary = pytest.mark.skipif(
+    not os.path.exists(BINARY) and not os.environ.get("CI"),
+    reason="no MicroPython binary: firmware/micropython/build.sh unix")
+
+
+class TlsFront:
+    """TLS in front of a plain-HTTP endpoint of the local cloud: bytes are relayed as they
+    are, so the upstream checks each signature against the Host the device signed."""
+
+    def __init__(self, upstream, cert, key):
+        import socket
+        import ssl
+        import threading
+
+        self.upstream = upstream.split("://", 1)[1].split("/")[0].rsplit(":", 1)
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = "https://localhost:%d" % self.sock.getsockname()[1]
+        self.threading = threading
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.threading.Thread(target=self._relay, args=(conn,), daemon=True).start()
+
+    def _relay(self, conn):
+        import socket
+
+        try:
+            tls = self.ctx.wrap_socket(conn, server_side=True)
+            up = socket.create_connection((self.upstream[0], int(self.upstream[1])))
+        except OSError:
+            conn.close()
+            return
+
+        def pump(src, dst):
+            try:
+                while True:
+                    data = src.recv(65536)
+                    if not data:
+                        break
+                    dst.sendall(data)
+            except OSError:
+                pass
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        back = self.threading.Thread(target=pump, args=(up, tls), daemon=True)
+        back.start()
+        pump(tls, up)
+        back.join(30)
+        tls.close()
+        up.close()
+
+    def close(self):
+        self.sock.close()
+
+
+# Runs on the device: cycles of the frozen agent; the live heap (collected) after every
+# request, action and download chunk; one JSON line.
+DEVICE_CYCLE = """
+import gc, json, sys
+gc.collect()
+base = gc.mem_alloc()
+from edgecore_ports.mp_agent import Agent, read_config_file
+events = []
+agent = Agent(read_config_file(sys.argv[1]), sleep=lambda s: None,
+              log=lambda level, event, **f: events.append(event) if level != "info" else None)
+peak = [0, 0]
+
+def probe():
+    gc.collect()
+    peak[0] = max(peak[0], gc.mem_alloc())
+    peak[1] += 1
+
+agent.feed = probe
+gc.collect()
+loaded = gc.mem_alloc()
+reports = [agent.cycle() for _ in range(int(sys.argv[2]))]
+gc.collect()
+print(json.dumps({"reports": reports, "base": base, "loaded": loaded, "peak": peak[0],
+                  "steps": peak[1], "after": gc.mem_alloc(), "free": gc.mem_free(),
+                  "events": events[:20]}))
+"""
+
+
+def run_device(config_path, cycles=1, heap="64k"):
+    env = dict(os.environ, MICROPYPATH=".frozen")
+    proc = subprocess.run([BINARY, "-X", "heapsize=" + heap, "-c", DEVICE_CYCLE,
+                           str(config_path), str(cycles)],
+                          capture_output=True, text=True, timeout=300, env=env, cwd="/")
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def tls_cloud(local_cloud, tmp_path):
+    """local_cloud behind two TLS fronts (edge, S3) with a CA made here: (cloud, ca.der,
+    ca.pem, edge URL, S3 URL)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from test_mp_tls import _cert
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _cert("edgecore test CA", ca_key, "edgecore test CA", ca_key, ca=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _cert("localhost", key, "edgecore test CA", ca_key, hosts=("localhost",))
+    pem = serialization.Encoding.PEM
+    files = {"ca.der": ca.public_bytes(serialization.Encoding.DER),
+             "ca.pem": ca.public_bytes(pem), "cert.pem": cert.public_bytes(pem),
+             "key.pem": key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption())}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    fronts = [TlsFront(url, str(tmp_path / "cert.pem"), str(tmp_path / "key.pem"))
+              for url in (local_cloud.endpoint_url, local_cloud.s3_endpoint_url)]
+    yield (local_cloud, str(tmp_path / "ca.der"), str(tmp_path / "ca.pem"), fronts[0].url,
+           fronts[1].url)
+    for front in fronts:
+        front.close()
+
+
+SIGV4_TABLES = pytest.mark.xfail(
+    strict=True, reason="edgecore/sigv4.py keeps its quote tables (13.7 KB of heap): the "
+    "heartbeat's request cannot be built at 64 KiB (briefs/notes-from-executor.md)")
+
+
+@needs_binary
+@pytest.mark.parametrize("ca, heap", [("ca.der", "96k"), ("ca.pem", "96k"),
+                                      pytest.param("ca.der", "64k", marks=SIGV4_TABLES)])
+def test_full_cycles_on_the_real_binary_over_tls(tls_cloud, tmp_path, ca, heap):
+    """Issue 10 item 4: every cycle completes on the real 32-bit binary (code frozen) in
+    a board's heap, TLS verified against a CA given as DER or PEM: a deployment, a
+    corrupt artifact (FAIL, the previous model kept), an undeploy, then idle cycles."""
+    cloud, der, pem, edge, s3 = tls_cloud
+    flash = tmp_path / "flash"
+    config = cloud.agent_config(flash / "models", flash / "state", endpoint_url=edge,
+                                s3_endpoint_url=s3, ca_bundle=der if ca == "ca.der" else pem)
+    path = tmp_path / "agent.json"
+    path.write_text(json.dumps(config))
+    v1 = os.urandom(64 * 1024)
+    d1 = cloud.deploy("cam", "detector", "1.0", data=v1)
+    runs = [run_device(path, heap=heap)]
+    d2 = cloud.deploy("cam", "detector", "2.0", data=os.urandom(64 * 1024))
+    cloud.put_object(d2["Definitions"][0]["S3Url"], b"tampered" * 1000)
+    runs.append(run_device(path, heap=heap))
+    pointer = json.loads((flash / "models" / "cam" / "current.json").read_text())
+    assert pointer["sha1"] == hashlib.sha1(v1).hexdigest()  # the previous model kept
+    d3 = cloud.deploy("cam", "detector", "1.0", undeploy=True)
+    runs.append(run_device(path, cycles=3, heap=heap))
+    for run in runs:
+        assert all(r["ok"] for r in run["reports"]), run
+    results = results_by_name(cloud)
+    assert results[d1["DeploymentName"]]["DeploymentStatus"] == "SUCCESS"
+    failed = results[d2["DeploymentName"]]
+    assert failed["DeploymentStatus"] == "FAIL"
+    assert "SHA1" in failed["DeploymentModels"][0]["StatusReason"]
+    assert results[d3["DeploymentName"]]["DeploymentStatus"] == "SUCCESS"
+    assert not (flash / "models" / "cam").exists()
+    print("%s heap: live peaks %s bytes, after import %s, free at the end %s" % (
+        heap, [r["peak"] for r in runs], [r["loaded"] for r in runs],
+        [r["free"] for r in runs]))
+
+
+@needs_binary
+def test_a_state_too_large_for_the_heap_is_a_state_error_on_the_real_binary(tmp_path):
+    """A state file a 64 KiB board cannot parse gives StateError naming the limit, never
+    MemoryError (the 4 MiB limit of CPython is far above a board's heap)."""
+    from edgecore import agentstate
+
+    state = agentstate.new_state(1700000000)
+    state["done"] = ["deployment-%05d" % i for i in range(2000)]  # ~40 KB of JSON
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "state.json").write_bytes(agentstate.dumps(state))
+    config = {"device_name": "d", "fleet_name": "f", "region": "us-west-2",
+              "model_dir": str(tmp_path / "models"), "state_dir": str(tmp_path / "state"),
+              "credentials": {"access_key_id": "AKID", "secret_access_key": "S"}}
+    # The config goes in a file: the unix port aborts on an argv entry over 255 bytes.
+    (tmp_path / "agent.json").write_text(json.dumps(config))
+    script = ("import sys\nfrom edgecore_ports.mp_agent import Agent, read_config_file\n"
+              "from edgecore.agentstate import StateError\n"
+              "a = Agent(read_config_file(sys.argv[1]))\n"
+              "try:\n    a.start()\n    print('LOADED')\n"
+              "except StateError as exc:\n    print('STATE ERROR', exc)\n")
+    env = dict(os.environ, MICROPYPATH=".frozen")
+    proc = subprocess.run([BINARY, "-X", "heapsize=64k", "-c", script,
+                           str(tmp_path / "agent.json")],
+                          capture_output=True, text=True, timeout=60, env=env, cwd="/")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("STATE ERROR load agent state: invalid document: "), \
+        proc.stdout
+    assert "more than this device can load" in proc.stdout

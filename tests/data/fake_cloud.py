@@ -29,9 +29,11 @@ S3 = "http://s3.test"
 
 
 def sha1_hex(data):
+    from binascii import hexlify
+
     h = new_hasher("SHA1")
     h.update(data)
-    return h.hexdigest()
+    return hexlify(h.digest()).decode()  # MicroPython's hashlib has no hexdigest()
 
 
 def noise(n):
