@@ -86,6 +86,17 @@ class Sim:
             now += 1
 
 
+def ack(state, n, now=5000):
+    """n successful heartbeats, as the runner sends them; returns the results sent."""
+    out = []
+    for _ in range(n):
+        params, sent = agent.heartbeat_params(state, "1", "dev", "fleet", [], now)
+        if "DeploymentResult" in params:
+            out.append(params["DeploymentResult"]["DeploymentName"])
+        agent.heartbeat_done(state, sent, True, now)
+    return out
+
+
 def active_shas(state):
     out = {}
     for h in state["active"]:
@@ -382,9 +393,10 @@ def test_heartbeat_carries_oldest_result_until_acknowledged():
     agent.heartbeat_done(state, sent, True, 2001)
     assert [p["DeploymentName"] for p in state["pending"]] == ["d2"]
     assert state["last_heartbeat"] == 2001
-    params, sent = agent.heartbeat_params(state, "0.1.0", "dev-1", "fleet", [{"x": 1}], 2002)
+    metric = {"Dimension": "system", "MetricName": "cpu", "Value": 0.5, "Timestamp": 2002}
+    params, sent = agent.heartbeat_params(state, "0.1.0", "dev-1", "fleet", [metric], 2002)
     assert params["DeploymentResult"]["DeploymentName"] == "d2"
-    assert params["AgentMetrics"] == [{"x": 1}]
+    assert params["AgentMetrics"] == [metric]
     agent.heartbeat_done(state, sent, True, 2003)
     params, sent = agent.heartbeat_params(state, "0.1.0", "dev-1", "fleet", [], 2004)
     assert "DeploymentResult" not in params and sent["result"] is None
@@ -430,13 +442,18 @@ def test_record_inference_feeds_models_and_resets_after_ack():
             raise AssertionError("accepted latency_ms=%r" % (bad,))
 
 
-def test_pending_results_are_bounded():
+def test_pending_results_are_bounded_and_none_is_dropped():
     state = agentstate.new_state()
     deps = [deployment("d%d" % i, []) for i in range(agent.MAX_PENDING_RESULTS + 3)]
-    state = Sim().cycle(state, deployments(*deps))
+    listing = deployments(*deps)
+    state = Sim().cycle(state, listing)
     assert len(state["pending"]) == agent.MAX_PENDING_RESULTS
-    assert state["pending"][0]["DeploymentName"] == "d3"
-    assert state["dropped"] == 3
+    assert state["pending"][0]["DeploymentName"] == "d0"
+    assert state["dropped"] == 0 and len(state["queue"]) == 3
+    ack(state, 2)
+    state = Sim().cycle(state, listing)
+    assert len(state["pending"]) == agent.MAX_PENDING_RESULTS
+    assert state["pending"][-1]["DeploymentName"] == "d101" and len(state["queue"]) == 1
 
 
 def test_names_and_versions():
