@@ -241,16 +241,15 @@ def test_any_recorded_inference_keeps_heartbeats_valid(records, n_results):
     from edgecore import wire
 
     state = agentstate.new_state()
-    state["active"]["cam"] = {
-        "name": "cam-model", "version": "v1", "sha1": SHAS[0], "s3url": None,
-        "deployment": None, "path": None, "size": None, "activated": None,
-    }  # fmt: skip
+    state["active"]["cam"] = dict(
+        name="cam-model", version="v1", sha1=SHAS[0], s3url=None,
+        deployment=None, path=None, size=None, activated=None,
+    )
     for i in range(n_results):
-        state["pending"].append(
-            {"DeploymentName": "d%d" % i, "DeploymentStatus": "SUCCESS",
-             "DeploymentStatusMessage": "ok", "DeploymentStartTime": 1,
-             "DeploymentEndTime": 2, "DeploymentModels": []}
-        )  # fmt: skip
+        state["pending"].append(dict(
+            DeploymentName="d%d" % i, DeploymentStatus="SUCCESS", DeploymentStatusMessage="ok",
+            DeploymentStartTime=1, DeploymentEndTime=2, DeploymentModels=[],
+        ))
     for latency, sample in records:
         try:
             agent.record_inference(state, "cam", latency_ms=latency, sample_time=sample, now=5)
@@ -285,8 +284,8 @@ def _worst_case_listings():
         return {"DeploymentName": name, "FailureHandlingPolicy": "DO_NOTHING", "Definitions": defs}
 
     def good(handle, url, s=sha):
-        return {"ModelHandle": handle, "S3Url": url, "State": "DEPLOY",
-                "Checksum": {"Type": "SHA1", "Sum": s}}  # fmt: skip
+        checksum = {"Type": "SHA1", "Sum": s}
+        return {"ModelHandle": handle, "S3Url": url, "State": "DEPLOY", "Checksum": checksum}
 
     out = {}
     # Long non-ASCII handles (once stored raw and again in the error's repr).
@@ -294,7 +293,9 @@ def _worst_case_listings():
     # Many empty definitions: 3 bytes each on the wire, ~150 in the state.
     out["empty definitions"] = [dep("d0", [{}] * 250000)]
     # Many tiny deployments.
-    out["tiny deployments"] = [{"DeploymentName": "d%d" % i, "Definitions": [{}]} for i in range(20000)]
+    out["tiny deployments"] = [
+        {"DeploymentName": "d%d" % i, "Definitions": [{}]} for i in range(20000)
+    ]
     # Valid 1024-character emoji URLs: downloaded, activated, kept in `active`.
     url = "s3://b/" + emoji * (1024 - 7)
     out["emoji URLs"] = [

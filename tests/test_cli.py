@@ -232,9 +232,9 @@ def test_missing_credentials_exit_78_and_say_not_set(tmp_path, capsys, monkeypat
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     path = write_config(tmp_path)
-    config = json.loads(open(path).read())
+    config = json.loads((tmp_path / "agent.json").read_text())
     del config["credentials"]
-    open(path, "w").write(json.dumps(config))
+    (tmp_path / "agent.json").write_text(json.dumps(config))
     assert cli.main(["run", "--config", path, "--once"]) == 78
     err = capsys.readouterr().err
     assert "no AWS credentials found" in err
@@ -253,7 +253,8 @@ def test_redaction_keeps_descriptions_of_a_key():
         log.redact("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
         == "aws_secret_access_key = <redacted>"
     )
-    assert log.redact("AWS_SECRET_ACCESS_KEY: nothing-here-x") == "AWS_SECRET_ACCESS_KEY: <redacted>"
+    text = "AWS_SECRET_ACCESS_KEY: nothing-here-x"
+    assert log.redact(text) == "AWS_SECRET_ACCESS_KEY: <redacted>"
 
 
 BIDI_AND_C1 = "s3://b/\u202eevil\u2066\u0085\u009b31m\u2028x\ud800"
@@ -274,10 +275,10 @@ def test_log_lines_escape_c1_bidi_and_separators():
 def test_status_escapes_cloud_strings_and_survives_bad_numbers(tmp_path, capsys):
     path = write_config(tmp_path)
     state = agentstate.new_state(1700000000)
-    state["active"]["cam"] = {
-        "name": "detector", "version": "1.0", "sha1": "a" * 40, "s3url": BIDI_AND_C1,
-        "deployment": "d1", "path": "/m/cam", "size": 5, "activated": 1700000000,
-    }  # fmt: skip
+    state["active"]["cam"] = dict(
+        name="detector", version="1.0", sha1="a" * 40, s3url=BIDI_AND_C1,
+        deployment="d1", path="/m/cam", size=5, activated=1700000000,
+    )
     state["last_result"] = {
         "DeploymentName": "d\u202e1",
         "DeploymentStatus": "FAIL",
