@@ -897,17 +897,15 @@ def signing_time(raw_now, state):
 def correct_clock(state, raw_now, server_time):
     """Learn the offset from a server's Date after a request rejected as skewed.
 
-    Returns the new offset. Raises ValueError, leaving the state as it was, when the
-    server's time is outside MIN_TIME..MAX_TIME (years 2000..2200) or the device clock
-    is not a finite number: the caller logs it and keeps its offset.
+    Returns the new offset, or None, leaving the state as it was, when the correction
+    is refused: the server's time is outside MIN_TIME..MAX_TIME (years 2000..2200; one
+    hostile "Date: 31 Dec 9999" must not push signing out of range for good) or the
+    device clock is not a finite number. The caller logs a refusal and keeps its offset.
     """
     if not (finite(server_time) and MIN_TIME <= server_time <= MAX_TIME):
-        raise ValueError(
-            "correct_clock: server time %s is outside epoch seconds %d..%d (2000..2200): "
-            "not learnt" % (show(server_time), MIN_TIME, MAX_TIME)
-        )
+        return None
     if not finite(raw_now) or not -MAX_TIME <= raw_now <= 2 * MAX_TIME:
-        raise ValueError("correct_clock: device clock %s is not usable" % (show(raw_now),))
+        return None
     state["clock_offset"] = int(server_time) - int(raw_now)
     # A floor above the server's own time would keep us skewed forever.
     if state.get("clock_floor", 0) > server_time:

@@ -526,20 +526,11 @@ def test_hostile_date_is_refused_and_the_offset_kept():
     state = agentstate.new_state(1700000000)
     agent.correct_clock(state, 1700000000, 1700000060)
     for server in (Y9999, agent.MAX_TIME + 1, 0, agent.MIN_TIME - 1, float("inf"), float("nan")):
-        try:
-            agent.correct_clock(state, 1700000100, server)
-        except ValueError as exc:
-            assert "server time" in str(exc) and "not learnt" in str(exc)
-        else:
-            raise AssertionError("learnt a Date of %r" % (server,))
+        assert agent.correct_clock(state, 1700000100, server) is None, server
         assert state["clock_offset"] == 60 and state["clock_floor"] == 1700000000
     for raw in (float("nan"), float("inf"), 10**20):
-        try:
-            agent.correct_clock(state, raw, 1700000000)
-        except ValueError as exc:
-            assert "device clock" in str(exc)
-        else:
-            raise AssertionError("learnt from a device clock of %r" % (raw,))
+        assert agent.correct_clock(state, raw, 1700000000) is None, raw
+        assert state["clock_offset"] == 60
     # The latest year the agent believes is still learnt, and signing stays in range.
     assert agent.correct_clock(state, 0, agent.MAX_TIME) == agent.MAX_TIME
     assert agent.signing_time(10, state) == agent.MAX_TIME
