@@ -652,13 +652,16 @@ def _finish(state, inf, now):
         message = "%d of %d models reached their desired state" % (len(models), len(models))
     else:
         status = FAIL
-        message = "%d of %d models failed; first: %s" % (len(failures), len(models), failures[0])
+        tail = ""
         if inf["policy"] == ROLLBACK_ON_FAILURE:
             rolled = inf.get("rolled", 0)
             if rolled:
-                message += "; rolled back: %d model(s) restored to their previous state" % (rolled,)
+                tail = "; rolled back: %d model(s) restored to their previous state" % (rolled,)
             else:
-                message += "; rolled back: nothing had changed, previous state kept"
+                tail = "; rolled back: nothing had changed, previous state kept"
+        head = "%d of %d models failed; first: " % (len(failures), len(models))
+        # The first failure is clipped, never what happened to the deployment as a whole.
+        message = head + _clip(failures[0], MAX_REASON - len(head) - len(tail)) + tail
     result = {
         "DeploymentName": inf["name"],
         "DeploymentStatus": status,

@@ -684,3 +684,14 @@ def test_2000_listing_keeps_the_state_small():
     # Each save is bounded by the queue budget and the pending cap, not the listing.
     assert largest < agent.MAX_QUEUE_BYTES + 100 * 1024, largest
     assert state["dropped"] == 0 and set(acked) <= set(runs)
+
+
+def test_a_long_failure_keeps_the_rollback_in_the_message():
+    sim = Sim(fail={("download", "cam"): "checksum mismatch: " + "x" * 2000})
+    state = sim.cycle(
+        agentstate.new_state(), deployments(deployment("d1", [definition("cam", SHA_A1)]))
+    )
+    message = state["pending"][0]["DeploymentStatusMessage"]
+    assert len(message) <= agent.MAX_REASON
+    assert message.startswith("1 of 1 models failed; first: cam: download failed: checksum")
+    assert message.endswith("; rolled back: nothing had changed, previous state kept")
