@@ -3,7 +3,7 @@
 (and as the CPython socket server serves them): the models' view of the agent state,
 the version token, validation, and CaptureData into a real CaptureStore."""
 
-import os
+from test_capture import Port, tmpdir  # the fake port and temp dirs of the capture tests
 
 from edgecore_ports import appapi, capture
 from edgecore_ports.appapi import ApiError, AppApi, ModelSet
@@ -101,30 +101,6 @@ def test_record_inference():
         assert exc.field in ("LatencyMs", "SampleTime")
 
 
-class Port:
-    def monotonic(self):
-        return 0.0
-
-    def atomic_write(self, path, data, mode=0o600):
-        with open(path + ".tmp", "wb") as f:
-            f.write(data if isinstance(data, bytes) else data.encode())
-        os.rename(path + ".tmp", path)
-
-
-def _tmp():
-    try:
-        import tempfile
-
-        return tempfile.mkdtemp()
-    except ImportError:
-        path = "/tmp/appapi-test"
-        from edgecore_ports.archive import remove_tree
-
-        remove_tree(path)
-        os.mkdir(path)
-        return path
-
-
 class Wake:
     def __init__(self):
         self.n = 0
@@ -137,7 +113,7 @@ def test_capture_data_and_status():
     ms = ModelSet(appapi.models_from_state(state()))
     refused(503, "CaptureNotConfigured", AppApi(ms).capture_data, "model-a", "c-1", 1, [])
     assert AppApi(ms).get_capture_data_status("c-1")["Status"] == "NOT_FOUND"
-    store = capture.CaptureStore(_tmp(), Port(), buffer_bytes=2000)
+    store = capture.CaptureStore(tmpdir(), Port(), buffer_bytes=2000)
     wake = Wake()
     api = AppApi(ms, store=store, uploader=wake, device="cam-1", fleet="fleet-a",
                  clock=lambda: 1700000001.5)
