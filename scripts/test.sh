@@ -19,6 +19,12 @@ for f in edgecore/*.py ports/__init__.py ports/micropython.py ports/mp_agent.py;
 done
 echo "$n files compiled"
 
+echo "== mpy-cross: the portable modules that serve applications compile"
+for f in ports/archive.py ports/tarreader.py ports/capture.py ports/appapi.py \
+    ports/appconfig.py; do
+  mpy-cross -o "$out/$(basename "$f" .py).mpy" "$f"
+done
+
 echo "== the portable core's tests under MicroPython (WebAssembly port)"
 # A test file opts in with this marker line; it must then be plain (no pytest, no hypothesis).
 mapfile -t mp_tests < <(grep -l '^# Runs under MicroPython too' tests/test_*.py | sort)
