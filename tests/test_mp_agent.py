@@ -25,7 +25,8 @@ WASM = os.path.join(MPDIR, "node_modules", "@micropython", "micropython-webassem
 
 # The ports a board carries (manifest.py, build-mpy.sh, package.json, scripts/test.sh).
 BOARD_PORT_FILES = ("__init__.py", "micropython.py", "mp_agent.py", "runner.py",
-                    "agentconfig.py", "store.py", "download.py")
+                    "agentconfig.py", "store.py", "download.py", "archive.py", "tarreader.py",
+                    "capture.py", "appapi.py", "appconfig.py")
 
 needs_wasm = pytest.mark.skipif(
     shutil.which("node") is None or not os.path.isdir(WASM),
