@@ -169,10 +169,19 @@ def _distance(a, b):
     return row[len(b)]
 
 
+def keys():
+    """The whole table: the agent's KEYS, then application serving's keys
+    (``edgecore_ports.appconfig``: checked together by its ``check_app_config``)."""
+    from edgecore_ports.appconfig import APP_DEFAULTS
+
+    return KEYS + tuple((k, None, APP_DEFAULTS[k], APP_DEFAULTS[k], None)
+                        for k in sorted(APP_DEFAULTS))
+
+
 def closest_key(name):
     """The valid key nearest to ``name`` (the first of the table on a tie)."""
     best = None
-    for key in KEYS:
+    for key in keys():
         d = _distance(name, key[0])
         if best is None or d < best[0]:
             best = (d, key[0])
@@ -189,8 +198,9 @@ def load_config(doc, environ=None, micropython=MICROPYTHON):
         environ = getattr(os, "environ", {})
     if not isinstance(doc, dict):
         raise ConfigError("document", "expected a JSON object")
+    table = keys()
     known = {}
-    for key in KEYS:
+    for key in table:
         known[key[0]] = key
     for name in doc:
         if not isinstance(name, str):
@@ -199,17 +209,17 @@ def load_config(doc, environ=None, micropython=MICROPYTHON):
             raise ConfigError(name[:60], "unknown key; the closest valid key is %s"
                               % closest_key(name))
     config = {}
-    for name, check, linux, board, where in KEYS:
+    for name, check, linux, board, where in table:
         value = doc.get(name)
         default = board if micropython else linux
         if value is None:
             if name in REQUIRED:
                 raise ConfigError(name, "required; %s" % check(None))
             if name in doc and default is not None:  # null only where "not set" is
-                raise ConfigError(name, check(None))
+                raise ConfigError(name, check(None) if check else "null is not a value here")
             config[name] = list(default) if isinstance(default, list) else default
             continue
-        problem = check(value)
+        problem = check(value) if check else None
         if problem is not None:
             raise ConfigError(name, problem)
         if micropython and where == ON_LINUX:
@@ -228,6 +238,9 @@ def load_config(doc, environ=None, micropython=MICROPYTHON):
 
 def _check_together(config, micropython):
     """The rules that involve more than one key, or what this runtime can do."""
+    from edgecore_ports.appconfig import check_app_config
+
+    check_app_config(config)
     a, b = config["model_dir"].rstrip("/") + "/", config["state_dir"].rstrip("/") + "/"
     if a.startswith(b) or b.startswith(a):
         raise ConfigError("state_dir", "must be outside model_dir (and model_dir outside it)")

@@ -77,12 +77,9 @@ def record_inference(state_dir, model_handle, latency_ms=None, sample_time=None,
     """
     import time
 
-    if latency_ms is not None and (
-        isinstance(latency_ms, bool) or not isinstance(latency_ms, (int, float)) or latency_ms < 0
-    ):
-        raise ValueError("record_inference: latency_ms must be a number >= 0 or None")
-    rec = {"h": str(model_handle), "l": latency_ms, "s": sample_time,
-           "t": time.time() if now is None else now}
+    now = time.time() if now is None else now
+    agent.check_inference(latency_ms, sample_time, now)  # ValueError: NaN, inf, out of range
+    rec = {"h": str(model_handle), "l": latency_ms, "s": sample_time, "t": now}
     path = state_dir.rstrip("/") + "/" + INFERENCE_SPOOL
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
@@ -306,8 +303,11 @@ class Runner:
             server = parse_http_date(self.last_date or "")
         except ValueError:
             return False
-        agent.correct_clock(self.state, self.port.clock(), server)
-        self.log("warning", "clock.corrected", offset=self.state["clock_offset"])
+        offset = agent.correct_clock(self.state, self.port.clock(), server)
+        if offset is None:  # a Date outside 2000..2200: never learnt (issue 11 item 1)
+            self.log("warning", "clock.refused", date=agent.show(self.last_date))
+            return False
+        self.log("warning", "clock.corrected", offset=offset)
         return True
 
     def call(self, operation, **params):
@@ -333,12 +333,15 @@ class Runner:
             if size > limit:
                 raise agentstate.StateError("document", "%d bytes, more than this device can "
                                             "load (%d)" % (size, limit))
+            fixed = []
             try:
                 with open(path, "rb") as f:
-                    self.state = agentstate.loads(f.read(size))
+                    self.state = agentstate.loads(f.read(size), fixed)
             except MemoryError:
                 raise agentstate.StateError("document", "%d bytes: not enough memory to load"
                                             % size) from None
+            if fixed:  # numbers out of range were reset, never fatal
+                self.log("warning", "state.repaired", fields=fixed)
             break
         if self.state is None:
             self.state = agentstate.new_state(0)
@@ -350,11 +353,18 @@ class Runner:
         state = self.state
         floor = state.get("clock_floor", 0)
         now = self.now()
-        if self._saved is not None and now - floor < FLOOR_REFRESH \
-                and _digest(agentstate.dumps(state)) == self._saved:
+        try:
+            if self._saved is not None and now - floor < FLOOR_REFRESH \
+                    and _digest(agentstate.dumps(state)) == self._saved:
+                return
+            state["clock_floor"] = max(floor, now)
+            data = agentstate.dumps(state)
+        except agentstate.StateError as exc:
+            # Larger than loads accepts: writing it would stop the agent at its next
+            # start. The previous file stays; the work goes on (and is redone after a
+            # restart).
+            self.log("error", "state.not_saved", reason=str(exc))
             return
-        state["clock_floor"] = max(floor, now)
-        data = agentstate.dumps(state)
         self.port.atomic_write(self.state_path, data, 0o600)
         self._saved = _digest(data)
         self.point("saved")
@@ -448,8 +458,14 @@ class Runner:
     # ---- the cycle ----------------------------------------------------------------
 
     def reconcile(self):
-        """Execute every pending action, saving the state after each step. Returns the
-        DeploymentResults finished meanwhile."""
+        """Execute every pending action; returns the DeploymentResults finished meanwhile.
+
+        The state is saved where a crash must find it (issue 11 item 3: the bytes written
+        per cycle grow with what changed, not with every step of a long listing): after
+        each switch on disk (activate, deactivate) and when there is nothing left to do,
+        before a heartbeat may carry a result. A step not saved is redone after a crash:
+        every action is idempotent, and a finished deployment's result never left the
+        device before the save that precedes the heartbeat."""
         finished = []
         while True:
             with self._lock:
@@ -472,7 +488,8 @@ class Runner:
             self.point("executed-" + action.kind)
             with self._lock:
                 agent.apply(self.state, action, outcome, self.now())
-                self.save()
+                if action.kind in (agent.ACTIVATE, agent.DEACTIVATE):
+                    self.save()
 
     def ingest_inferences(self):
         """Fold the lines other processes appended to the inference spool into the state.
@@ -496,9 +513,11 @@ class Runner:
                     continue
                 try:
                     rec = json.loads(raw.decode("utf-8"))
+                    # Checked before int(): t = 1e400 would raise OverflowError.
+                    agent.check_inference(rec.get("l"), rec.get("s"), now=rec["t"])
                     ok = agent.record_inference(self.state, rec["h"], latency_ms=rec.get("l"),
                                                 sample_time=rec.get("s"), now=int(rec["t"]))
-                except (ValueError, KeyError, TypeError, AttributeError):
+                except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
                     bad += 1
                     continue
                 count += 1 if ok else 0
@@ -524,6 +543,8 @@ class Runner:
             params, sent = agent.heartbeat_params(self.state, AGENT_VERSION,
                                                   self.config["device_name"],
                                                   self.config["fleet_name"], metrics, now)
+        if sent["dropped"]:  # values a heartbeat cannot carry: left out, never the heartbeat
+            self.log("warning", "metrics.dropped", fields=sent["dropped"])
         try:
             self.call("send_heartbeat", **params)
         except EdgecoreError as exc:

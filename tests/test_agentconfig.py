@@ -2,7 +2,7 @@
 """Tests of edgecore_ports.agentconfig: one table of keys, everything validated at load."""
 
 from edgecore_ports import ConfigError
-from edgecore_ports.agentconfig import KEYS, closest_key, load_config
+from edgecore_ports.agentconfig import closest_key, keys, load_config
 
 BASE = {"device_name": "cam-1", "fleet_name": "fleet_a", "region": "us-west-2",
         "model_dir": "/var/lib/edgecore/models", "state_dir": "/var/lib/edgecore/state",
@@ -20,7 +20,8 @@ def refused(doc, micropython=False, environ=None):
 def test_defaults_fill_every_key_and_differ_on_a_board():
     linux = load_config(dict(BASE), {}, False)
     board = load_config(dict(BASE), {}, True)
-    assert sorted(linux) == sorted(k[0] for k in KEYS) == sorted(board)
+    assert sorted(linux) == sorted(k[0] for k in keys()) == sorted(board)
+    assert linux["unpack_archives"] is True  # application serving's keys are in the table
     assert linux["heartbeat_interval"] == 60 and linux["verify_tls"] is True
     assert linux["max_retries"] == 5 and board["max_retries"] == 3
     assert linux["free_space_reserve_bytes"] == 16 * 1024 * 1024
@@ -38,6 +39,7 @@ def test_a_typo_names_the_closest_valid_key():
     assert closest_key("s3_endpoint") == "s3_endpoint_url"
     assert closest_key("verify_ssl") == "verify_tls"
     assert closest_key("regoin") == "region"
+    assert closest_key("capture_s3_url") == "capture_s3_uri"
     # Keys starting with "_" are comments (the shipped template has "_comment").
     assert load_config(dict(BASE, _comment="replace the <...> values"), {}, False)
 
@@ -78,6 +80,7 @@ def test_every_key_is_type_and_range_checked():
         ("credentials", {}), ("credentials", {"access_key_id": "A"}),
         ("credentials", {"access_key_id": "A", "secret_access_key": "S", "x": 1}),
         ("credentials", "AKID:secret"), ("iot", []), ("profile", 3), ("proxy", "socks"),
+        ("unpack_archives", "yes"), ("capture_batch_size", 0), ("api_socket", "relative"),
     ]
     for key, bad in cases:
         exc = refused(dict(BASE, **{key: bad}))

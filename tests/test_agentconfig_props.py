@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgecore_ports import ConfigError
-from edgecore_ports.agentconfig import KEYS, _distance, closest_key, load_config
+from edgecore_ports.agentconfig import _distance, closest_key, keys, load_config
 
 BASE = {"device_name": "d", "fleet_name": "f", "region": "us-west-2", "model_dir": "/m",
         "state_dir": "/s"}
@@ -41,10 +41,10 @@ def test_distance_is_a_metric(a, b, c):
     assert abs(len(a) - len(b)) <= _distance(a, b) <= max(len(a), len(b))
 
 
-@pytest.mark.parametrize("key", [k[0] for k in KEYS])
+@pytest.mark.parametrize("key", [k[0] for k in keys()])
 def test_one_edit_away_from_a_key_suggests_that_key(key):
     for typo in (key + "x", key[:-1], key[1:] if len(key) > 8 else key + "s"):
-        if typo in [k[0] for k in KEYS]:
+        if typo in [k[0] for k in keys()]:
             continue
         assert closest_key(typo) == key, typo
         with pytest.raises(ConfigError) as info:

@@ -683,15 +683,17 @@ def test_inference_spool_from_another_process(tmp_path, cloud):
     runner_mod.record_inference(state_dir, "not-active", latency_ms=1, now=1700000007)
     with open(os.path.join(state_dir, "inference.jsonl"), "a") as f:
         f.write("{broken\n")
-    with pytest.raises(ValueError):
-        runner_mod.record_inference(state_dir, "cam", latency_ms=-1)
+        f.write('{"h": "cam", "l": 1, "s": null, "t": 1e400}\n')  # inf: OverflowError in int()
+    for bad in (-1, float("nan"), float("inf"), 10**12):
+        with pytest.raises(ValueError):
+            runner_mod.record_inference(state_dir, "cam", latency_ms=bad)
     assert r.cycle()["ok"]
     model = cloud.httpd.heartbeats[-1]["Models"][0]
     assert model["LatestInference"] == 1700000006
     assert model["LatestSampleTime"] == 1700000001
     values = dict((m["MetricName"], m["Value"]) for m in model["ModelMetrics"])
     assert values == {"inference-count": 2.0, "latency-mean-ms": 20.0, "latency-max-ms": 30.0}
-    assert ("warning", "inference.bad_lines", {"count": 1}) in r.log.items
+    assert ("warning", "inference.bad_lines", {"count": 2}) in r.log.items
     assert not os.path.exists(os.path.join(state_dir, "inference.jsonl"))
     assert not os.path.exists(os.path.join(state_dir, "inference.jsonl.ingest"))
     # Acknowledged: the next heartbeat has no metrics for the interval.

@@ -462,3 +462,111 @@ def test_a_pointer_cut_on_fat_and_a_wrong_pointer_are_repaired_on_start():
         assert r3.store.read_pointer("cam")["sha1"] == sha
     finally:
         cleanup(root)
+
+
+def test_a_date_out_of_range_is_never_learnt():
+    """Issue 11 item 1: a skew answer dated 31 Dec 9999 must not become the offset (every
+    later signature would be unformattable, across restarts)."""
+    root = tempdir()
+    try:
+        cloud = FakeCloud()
+        cloud.offset, cloud.max_skew = 253402300799 - cloud.port.now, 300  # year 9999
+        r = make_runner(cloud, root, PointerStore, max_retries=0)
+        report = r.cycle()
+        assert not report["ok"]
+        assert len(named(r.events, "clock.refused")) == 2  # the poll and the heartbeat
+        assert not named(r.events, "clock.corrected") and r.state["clock_offset"] == 0
+        cloud.offset = 0  # the service is sane again: nothing to unlearn
+        assert r.cycle()["ok"]
+    finally:
+        cleanup(root)
+
+
+def test_a_state_too_large_to_load_again_is_not_saved():
+    root = tempdir()
+    limit = agentstate.MAX_STATE_BYTES
+    try:
+        cloud = FakeCloud()
+        r = make_runner(cloud, root, PointerStore)
+        assert r.cycle()["ok"]
+        with open(r.state_path, "rb") as f:
+            before = f.read()
+        url, sha = cloud.put("cam/m.bin", b"model")
+        cloud.deploy(deploy_def("cam", url, sha))
+        agentstate.MAX_STATE_BYTES = len(before) + 10  # the deployment makes it grow past
+        report = r.cycle()  # goes on: the model is deployed, the result sent
+        assert report["ok"] and active_bytes(r, "cam") == b"model"
+        assert named(r.events, "state.not_saved")
+        with open(r.state_path, "rb") as f:
+            assert f.read() == before  # the last state that loads stays
+    finally:
+        agentstate.MAX_STATE_BYTES = limit
+        cleanup(root)
+
+
+def test_numbers_out_of_range_in_the_state_are_repaired_and_logged():
+    root = tempdir()
+    try:
+        cloud = FakeCloud()
+        r = make_runner(cloud, root, PointerStore)
+        assert r.cycle()["ok"]
+        state = agentstate.loads(open_bytes(r.state_path))
+        state["clock_offset"] = 10 ** 12
+        with open(r.state_path, "wb") as f:
+            f.write(agentstate.dumps(state))
+        r2 = make_runner(cloud, root, PointerStore)
+        r2.start()
+        assert named(r2.events, "state.repaired") == [{"fields": ["clock_offset"]}]
+        assert r2.state["clock_offset"] == 0
+    finally:
+        cleanup(root)
+
+
+def test_metrics_a_heartbeat_cannot_carry_are_dropped_not_the_heartbeat():
+    root = tempdir()
+    try:
+        cloud = FakeCloud()
+        nan = float("nan")
+        cloud.port.metrics = lambda model_dir, now: [
+            {"Dimension": "d", "MetricName": "Bad", "Value": nan, "Timestamp": now},
+            {"Dimension": "d", "MetricName": "Good", "Value": 1.0, "Timestamp": now}]
+        r = make_runner(cloud, root, PointerStore)
+        assert r.cycle()["ok"]
+        assert named(r.events, "metrics.dropped") == [{"fields": ["AgentMetrics[0]"]}]
+        assert [m["MetricName"] for m in cloud.heartbeats[-1]["AgentMetrics"]] == ["Good"]
+    finally:
+        cleanup(root)
+
+
+def test_bytes_written_per_cycle_grow_with_what_changed_not_with_the_steps():
+    """Issue 11 item 3: a listing of many deployments that need no I/O (here: models
+    already active) costs a few saves per cycle, not one per step."""
+    root = tempdir()
+    try:
+        cloud = FakeCloud()
+        url, sha = cloud.put("cam/m.bin", b"model")
+        cloud.deploy(deploy_def("cam", url, sha))
+        r = make_runner(cloud, root, PointerStore)
+        assert r.cycle()["ok"]
+        for _ in range(40):  # already active: no download, no switch
+            cloud.deploy(deploy_def("cam", url, sha))
+        writes = []
+        real = cloud.port.atomic_write
+
+        def counting(path, data, mode=0o600):
+            writes.append(len(data))
+            real(path, data, mode)
+
+        cloud.port.atomic_write = counting
+        assert r.cycle()["ok"]
+        assert len(r.state["done"]) == 41
+        # The poll, the end of the work, then one per heartbeat (5 results a cycle).
+        assert len(writes) <= 1 + 1 + runner_mod.MAX_HEARTBEATS_PER_CYCLE, writes
+        assert sum(writes) <= (2 + runner_mod.MAX_HEARTBEATS_PER_CYCLE) * max(writes)
+    finally:
+        cleanup(root)
+
+
+def open_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
