@@ -427,6 +427,9 @@ class Runner:
                 return self._reload(action)
             if kind == agent.CLEANUP:
                 keep = set((h, s) for h, s in action.keep)
+                if self.store.stale(keep):
+                    with self._lock:
+                        self.save()  # the saved state must not name what goes now
                 removed = self.store.cleanup(keep, self._wanted())
                 if removed:
                     self.log("info", "versions.removed", count=removed)
@@ -462,10 +465,11 @@ class Runner:
 
         The state is saved where a crash must find it (issue 11 item 3: the bytes written
         per cycle grow with what changed, not with every step of a long listing): after
-        each switch on disk (activate, deactivate) and when there is nothing left to do,
-        before a heartbeat may carry a result. A step not saved is redone after a crash:
-        every action is idempotent, and a finished deployment's result never left the
-        device before the save that precedes the heartbeat."""
+        each switch on disk (activate, deactivate), before a cleanup removes versions,
+        and when there is nothing left to do, before a heartbeat may carry a result. A
+        step not saved is redone after a crash: every action is idempotent, and a
+        finished deployment's result never left the device before the save that
+        precedes the heartbeat."""
         finished = []
         while True:
             with self._lock:

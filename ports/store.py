@@ -170,6 +170,19 @@ class Store:
         os.rename(staging, vdir)
         sync_dir(vdir.rsplit("/", 1)[0])
 
+    def cleanup(self, keep, wanted):
+        """Remove versions not in ``keep`` and staged downloads not in ``wanted`` (sets of
+        (handle, sha1)); returns the number of versions removed. The caller saves the
+        state first when ``stale(keep)`` is not empty: a saved state must never name a
+        version that is gone (a rollback after a restart would need it)."""
+        stale = self.stale(keep)
+        for path in stale:
+            remove(path)
+        self.prune_staging(wanted)
+        for path in stale[:1]:
+            sync_dir(path.rsplit("/", 1)[0])
+        return len(stale)
+
 
 class SymlinkStore(Store):
     """Active model = a symlink switched atomically (see the module docstring)."""
@@ -255,18 +268,10 @@ class SymlinkStore(Store):
             self.log("warning", "recover.relinked", handle=handle, sha1=sha1)
         sync_dir(self.root)
 
-    def cleanup(self, keep, wanted):
-        """Remove versions not in ``keep`` and staged downloads not in ``wanted`` (sets of
-        (handle, sha1)); returns the number of versions removed."""
+    def stale(self, keep):
+        """The version directories not in ``keep`` (a set of (handle, sha1))."""
         vroot = self.root + "/" + self.VERSIONS
-        removed = 0
-        for name in listdir(vroot):
-            if _split(name) not in keep:
-                remove(vroot + "/" + name)
-                removed += 1
-        self.prune_staging(wanted)
-        sync_dir(vroot)
-        return removed
+        return [vroot + "/" + n for n in listdir(vroot) if _split(n) not in keep]
 
     def prune_staging(self, wanted):
         staging = self.root + "/" + self.STAGING
@@ -354,19 +359,21 @@ class PointerStore(Store):
             except (OSError, ValueError) as exc:  # should not happen: report, go on
                 self.log("error", "recover.missing_version", handle=handle, reason=str(exc))
 
-    def cleanup(self, keep, wanted):
-        removed = 0
+    def stale(self, keep):
+        out = []
         for handle in self._handles():
             base = self.root + "/" + handle
             for name in listdir(base):
-                if name in (POINTER, POINTER + ".tmp") or (handle, name) in keep:
-                    continue
-                if name.endswith(".tmp") and (handle, name[:-4]) in wanted:
-                    continue
-                remove(base + "/" + name)
-                removed += 0 if name.endswith(".tmp") else 1
-            if not listdir(base):
-                os.rmdir(base)
+                if not name.endswith(".tmp") and name not in (POINTER, POINTER + ".tmp") \
+                        and (handle, name) not in keep:
+                    out.append(base + "/" + name)
+        return out
+
+    def cleanup(self, keep, wanted):
+        removed = Store.cleanup(self, keep, wanted)
+        for handle in self._handles():  # a handle with nothing left goes
+            if not listdir(self.root + "/" + handle):
+                os.rmdir(self.root + "/" + handle)
         return removed
 
     def prune_staging(self, wanted):

@@ -408,6 +408,10 @@ def test_a_crash_at_every_point_converges():
             except Crash:
                 pass
             r = make_runner(cloud, work, store)
+            # Every version the saved state names (active, or to roll back to) is on disk.
+            saved = r.load_state()
+            for h, sha1 in saved_versions(saved):
+                assert isdir(r.store.version_dir(h, sha1)), (k, points[k], h, sha1)
             assert r.cycle()["ok"], k
             assert active_bytes(r, "cam") == cloud.objects["/%s/cam/2.bin" % BUCKET], k
             assert r.store.active_path("gps") is None or active_bytes(r, "gps") is None, k
@@ -416,6 +420,24 @@ def test_a_crash_at_every_point_converges():
             assert staged(r) == [], k
 
     run()
+
+
+def saved_versions(state):
+    """(handle, sha1) of every version a state names: active, or kept for a rollback."""
+    entries = list(state["active"].items())
+    inf = state["inflight"]
+    if inf:
+        entries += [(h, e) for h, e in inf["before"].items() if e]
+        for k in ("prev", "staged"):
+            if inf.get(k):
+                entries.append((None, inf[k]))
+    out = []
+    for h, e in entries:
+        handle = h
+        if handle is None:  # prev/staged: the handle of the current definition
+            handle = inf["defs"][min(inf["i"], len(inf["defs"]) - 1)]["handle"]
+        out.append((handle, e["sha1"]))
+    return out
 
 
 def test_a_state_larger_than_the_device_can_load_is_a_state_error():
