@@ -21,6 +21,7 @@
 
 from edgecore import endpoints, sigv4
 from edgecore.errors import short_repr
+from edgecore.xmltext import between, unescape
 
 MAX_URL = 1024
 MAX_ERROR_BODY = 16384
@@ -161,25 +162,6 @@ def object_url(bucket, key, region, endpoint_url=None, style="auto", fips=False,
     return object_location(bucket, key, region, endpoint_url, style, fips, dualstack)[0]
 
 
-def _between(text, start_tag, end_tag, limit):
-    i = text.find(start_tag, 0, limit)
-    if i < 0:
-        return None
-    i += len(start_tag)
-    j = text.find(end_tag, i, limit)
-    if j < 0:
-        return None
-    return text[i:j]
-
-
-def _unescape(s):
-    if "&" not in s:
-        return s
-    for ent, ch in (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&apos;", "'"), ("&amp;", "&")):
-        s = s.replace(ent, ch)
-    return s
-
-
 def parse_error(body):
     """(code, message) from an S3 XML error body; (None, None) when it has none.
 
@@ -196,10 +178,10 @@ def parse_error(body):
         return None, None
     body = body[i:]
     limit = len(body)
-    code = _between(body, "<Code>", "</Code>", limit)
-    message = _between(body, "<Message>", "</Message>", limit)
+    code = between(body, "<Code>", "</Code>", limit)
+    message = between(body, "<Message>", "</Message>", limit)
     if code is not None:
-        code = _unescape(code.strip())[:100]
+        code = unescape(code.strip())[:100]
     if message is not None:
-        message = _unescape(message.strip())[:500]
+        message = unescape(message.strip())[:500]
     return code, message
