@@ -159,6 +159,10 @@ def fetch(method, url, headers=None, body=None, deadline=DEFAULT_DEADLINE, conne
             raise FetchTooLarge("answer larger than %d bytes" % max_bytes)
         if not resp.isclosed():
             resp.read(1)  # the end of a chunked body (trailers): also under the deadline
+        if state["timed_out"]:
+            # The watchdog's shutdown can look like a clean end of the answer (a cut head
+            # or body parses as an empty one): never hand that out as an answer.
+            raise FetchError("no complete answer within %s s (deadline)" % deadline, None, True)
         return resp.status, dict((k.lower(), v) for k, v in resp.getheaders()), data
     except FetchError:
         raise

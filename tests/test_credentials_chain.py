@@ -15,6 +15,7 @@ from unittest import mock
 
 import botocore.session
 import pytest
+from botocore.exceptions import BotoCoreError
 from fake_aws import FakeContainerEndpoint, FakeSts, minted
 
 from edgecore_ports import credentials as ec
@@ -256,7 +257,7 @@ def test_missing_profile_and_bad_role_configs_are_refused_by_both(tmp_path, sts,
     s = Scenario(tmp_path, sts, container, config=config,
                  credentials="[base]\n" + static(BASE))
     for profile in ("missing", "both", "nosource", "loop-a", "ghost"):
-        with pytest.raises(Exception):
+        with pytest.raises(BotoCoreError):
             s.botocore(profile)
         with pytest.raises(ec.CredentialsConfigError) as info:
             s.edgecore(profile)
@@ -266,7 +267,7 @@ def test_missing_profile_and_bad_role_configs_are_refused_by_both(tmp_path, sts,
 def test_container_full_uri_must_be_local_or_https(tmp_path, sts, container):
     s = Scenario(tmp_path, sts, container,
                  env={"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://198.51.100.7/creds"})
-    with pytest.raises(Exception):
+    with pytest.raises((BotoCoreError, ValueError)):
         s.botocore()
     with pytest.raises(ec.CredentialsConfigError) as info:
         s.edgecore()
