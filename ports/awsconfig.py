@@ -273,6 +273,29 @@ def client_settings(service="sagemaker-edge", environ=None, profile=None, region
     }
 
 
+def client_defaults(service, missing, region=None, environ=None, profile=None):
+    """``edgecore.Client``'s defaults (the port hook): each name of ``missing`` resolved as
+    boto3 resolves it; ``credentials`` is botocore's chain as a provider (raises
+    ``NoCredentialsError`` when there is none, ``CredentialsConfigError`` for a malformed
+    source)."""
+    shared = SharedConfig(environ, profile)
+    out = {}
+    if "region" in missing:
+        region = shared.region()
+        out["region"] = region
+    if "endpoint_url" in missing:
+        out["endpoint_url"] = shared.endpoint_url(service)
+    if "use_fips_endpoint" in missing:
+        out["use_fips_endpoint"] = shared.use_fips_endpoint()
+    if "use_dualstack_endpoint" in missing:
+        out["use_dualstack_endpoint"] = shared.use_dualstack_endpoint(service)
+    if "credentials" in missing:
+        from edgecore_ports.credentials import default_provider
+
+        out["credentials"] = default_provider(shared.environ, profile, region, shared=shared)
+    return out
+
+
 def agent_endpoints(config, environ=None):
     """The agent's endpoints and flags: ``{"endpoint_url", "s3_endpoint_url",
     "use_fips_endpoint", "use_dualstack_endpoint", "s3_use_dualstack_endpoint"}``.

@@ -1033,15 +1033,17 @@ class _Chain:
 
 
 def default_provider(environ=None, profile=None, region=None, clock=None, rng=None,
-                     proxy=None):
+                     proxy=None, shared=None):
     """botocore's default credential chain (module doc, 3a-3g) as a provider.
 
     ``profile``: an explicit profile (skips the environment keys); ``region``: for STS
     (default ``AWS_DEFAULT_REGION`` / ``AWS_REGION`` / the profile's, else the global
-    endpoint). Raises ``NoCredentialsError`` naming every place looked, and
+    endpoint); ``shared``: an ``awsconfig.SharedConfig`` already read (for ``profile``).
+    Raises ``NoCredentialsError`` naming every place looked, and
     ``CredentialsConfigError`` for a source that is present but malformed.
     """
-    shared = _config_call(awsconfig.SharedConfig, environ, profile)
+    if shared is None:
+        shared = _config_call(awsconfig.SharedConfig, environ, profile)
     if region is None:
         region = _config_call(shared.region)
     chain = _Chain(shared, region, clock, rng, proxy)
