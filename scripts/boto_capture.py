@@ -5,7 +5,8 @@ edgecore's endpoint table from it, and the tests compare edgecore with it.
 
 ``capture(service, operation, params, **client_kwargs) -> Sent`` builds
 a botocore client for ``service`` (a shared botocore session, so the data files load once)
-with dummy keys unless given, registers a ``before-send`` hook that records the
+with dummy keys unless given (``botocore_session``: one that reads the environment and
+files, where the default one reads neither), registers a ``before-send`` hook that records the
 prepared request and answers it with ``response`` (status, headers, body; default an
 empty 200), and returns the recording, or the exception the client raised before or
 after sending (``Sent.error``). Used to compare edgecore with botocore on the same input.
@@ -53,7 +54,7 @@ def session():
 
 
 def capture(service, operation, params, response=(200, {}, b""), config=None,
-            region_name="us-west-2", endpoint_url=None, **kwargs):
+            region_name="us-west-2", endpoint_url=None, botocore_session=None, **kwargs):
     kwargs.setdefault("aws_access_key_id", "AKIDEXAMPLE")
     kwargs.setdefault("aws_secret_access_key", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
     cfg = botocore.config.Config(retries={"total_max_attempts": 1}, **(config or {}))
@@ -68,8 +69,8 @@ def capture(service, operation, params, response=(200, {}, b""), config=None,
         return AWSResponse(request.url, status, headers, _Raw(body))
 
     try:
-        client = session().create_client(service, region_name=region_name,
-                                         endpoint_url=endpoint_url, config=cfg, **kwargs)
+        client = (botocore_session or session()).create_client(
+            service, region_name=region_name, endpoint_url=endpoint_url, config=cfg, **kwargs)
         client.meta.events.register("before-send", before_send)
         sent.result = getattr(client, _snake(operation))(**params)
     except Exception as exc:  # what boto3 raises is the observation
