@@ -8,7 +8,7 @@
 - ``FakeContainerEndpoint``: the container credentials endpoint -- ECS's, and the token
   exchange service (TES) AWS IoT Greengrass v2 runs for its components: ``GET`` with
   ``Authorization: <token>`` answers ``{AccessKeyId, SecretAccessKey, Token,
-  Expiration}`` (the keys of ``minted(label)``; ``issued`` counts them); a wrong or
+  Expiration}`` (``keys``, else those of ``minted(label)``; ``issued`` counts them); a wrong or
   missing token gets 403 as the TES answers.
 
 Both: ``start()`` / ``stop()``, ``url``, ``date_offset`` (seconds added to the ``Date``
@@ -171,7 +171,7 @@ class _ContainerHandler(_Handler):
             return self.answer(403, json.dumps({"message": "Invalid authorization token"}),
                                "application/json")
         owner.issued += 1
-        key, secret, token = minted(owner.label)
+        key, secret, token = owner.keys or minted(owner.label)
         doc = {"AccessKeyId": key, "SecretAccessKey": secret, "Token": token,
                "Expiration": _iso(time.time() + owner.date_offset + owner.lifetime)}
         self.answer(200, json.dumps(doc), "application/json")
@@ -181,10 +181,11 @@ class FakeContainerEndpoint(_Server):
     handler = _ContainerHandler
     path = "/2016-11-01/credentialprovider/"  # the Greengrass token exchange service's
 
-    def __init__(self, token="tes-auth-token", label="container"):
+    def __init__(self, token="tes-auth-token", label="container", keys=None):
         super().__init__()
         self.token = token
-        self.label = label  # the minted keys: minted(label)
+        self.label = label  # the keys handed out: ``keys`` (a 3-tuple) or minted(label)
+        self.keys = keys
         self.issued = 0
 
     @property
