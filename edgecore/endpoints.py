@@ -8,7 +8,8 @@ the encoded ``/bucket``) and ``sts``, in every partition (``aws``, ``aws-cn``,
 combination. Where botocore has no endpoint (S3 FIPS in ``aws-cn``) it raises
 ``EndpointResolutionError`` with botocore's own words.
 
-The table lives in ``edgecore.endpoints_data``, generated from botocore's data by
+The table lives in ``edgecore.endpoints_data`` (imported on first use: a client given
+its ``endpoint_url`` never loads it), generated from botocore's data by
 ``scripts/gen_endpoints.py`` at development time; ``tests/test_endpoints.py`` compares
 this module with botocore for every listed region, partition and flag, so devices never
 import botocore. ``partition(region)`` matches a region to its partition exactly as
@@ -16,8 +17,6 @@ botocore's ``aws.partition`` does (listed regions, then ``<prefix>-<word>-<digit
 unknown regions fall back to ``aws``). ``normalize_region`` turns botocore's FIPS pseudo
 regions (``fips-us-west-2``, ``us-west-2-fips``) into the region and the FIPS flag.
 """
-
-from edgecore.endpoints_data import EXCEPTIONS, PARTITIONS, TEMPLATES
 
 _WORD = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
 _DIGITS = "0123456789"
@@ -65,6 +64,8 @@ def _matches(region, prefixes):
 
 def partition(region):
     """The partition row (name, prefixes, listed regions, dnsSuffix, dualStackDnsSuffix)."""
+    from edgecore.endpoints_data import PARTITIONS  # only when a host is built: RAM on boards
+
     for row in PARTITIONS:
         if region in row[2] or _matches(region, row[1]):
             return row
@@ -81,6 +82,8 @@ def resolve(service, region, fips=False, dualstack=False, bucket=None):
     ``bucket`` (``s3``/``s3-path``) is substituted as given: the caller encodes it for a
     path (``sigv4.quote(bucket, "")``) and checks it is a DNS label for a host.
     """
+    from edgecore.endpoints_data import EXCEPTIONS, TEMPLATES
+
     templates = TEMPLATES.get(service)
     if templates is None:
         raise ValueError("endpoints: unknown service %r; expected one of %s"

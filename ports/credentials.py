@@ -37,7 +37,7 @@ error rather than a silent pick. Nothing found raises ``NoCredentialsError`` nam
 every place looked. Which source applies is decided from the environment and files at
 start-up; network sources are first fetched by the first ``get()``.
 
-Refreshable credentials are refreshed as botocore does (``edgecore.credentials``): an
+Refreshable credentials are refreshed as botocore does (``edgecore.credsource``): an
 advisory refresh 15 minutes before expiry (a failure keeps the cached credentials, next
 try after ``retry_interval``), a mandatory one 10 minutes before (a failure raises),
 both scaled down for credentials living under 30 minutes; plus up to 10 % earlier at
@@ -61,10 +61,10 @@ import threading
 import time
 
 from edgecore.amztime import iso8601
-from edgecore.credentials import (
+from edgecore.credentials import Credentials
+from edgecore.credsource import (
     ADVISORY_REFRESH,
     MANDATORY_REFRESH,
-    Credentials,
     CredentialsParseError,
     is_word,
     parse_iot_credentials,
@@ -493,7 +493,7 @@ def _str_value(value):
 
 class ProcessProvider(RefreshingProvider):
     """Credentials printed by ``credential_process`` (split as a POSIX shell would, run
-    without a shell, its JSON on stdout: see ``edgecore.credentials``); run again
+    without a shell, its JSON on stdout: see ``edgecore.credsource``); run again
     before they expire. Its stderr is never shown (it may hold anything)."""
 
     def __init__(self, command, profile, environ=None, timeout=DEFAULT_PROCESS_TIMEOUT,

@@ -18,7 +18,7 @@
   read from ``web_identity_token_file`` on every fetch.
 
 The parsing of the answers and the refresh decisions are the core's
-(``edgecore.credentials``); the STS endpoint comes from ``edgecore.endpoints`` unless the
+(``edgecore.credsource``); the STS endpoint comes from ``edgecore.endpoints`` unless the
 shared configuration names one (``AWS_ENDPOINT_URL_STS`` ...). CPython only.
 """
 
@@ -32,7 +32,7 @@ import urllib.parse
 import urllib.request
 
 from edgecore import endpoints, sigv4
-from edgecore.credentials import (
+from edgecore.credsource import (
     MAX_BODY,
     CredentialsParseError,
     parse_container_credentials,

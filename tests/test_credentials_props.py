@@ -11,7 +11,7 @@ from xml.sax.saxutils import escape
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgecore import credentials as c
+from edgecore import credsource as c
 from edgecore import wire
 from edgecore_ports import awsconfig
 

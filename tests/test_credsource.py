@@ -1,8 +1,8 @@
 # Runs under MicroPython too (tests/micropython/run.mjs).
-"""edgecore.credentials: refresh decisions, server skew and the credential answer parsers
+"""edgecore.credsource: refresh decisions, server skew and the credential answer parsers
 (plain: pytest and MicroPython, where a port's IoT provider will reuse them)."""
 
-from edgecore import credentials as c
+from edgecore import credsource as c
 
 SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 TOKEN = "IQoJb3JpZ2luX2VjEXAMPLE//token=="
