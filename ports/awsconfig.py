@@ -30,12 +30,12 @@ Errors (``AwsConfigError``) name the file, the line and the expected form; a fil
 content is never quoted (it may hold keys). CPython only (``configparser``, ``shlex``).
 """
 
-import configparser
 import os
-import re
-import shlex
 
 from edgecore.errors import EdgecoreError
+
+# configparser, re and shlex are imported where needed: a client that finds no file and
+# no "$" in a path (the usual device) never pays their import time at start-up.
 
 SERVICE_IDS = {"sagemaker-edge": "sagemaker_edge", "s3": "s3", "sts": "sts"}
 
@@ -69,18 +69,18 @@ def ensure_boolean(value):
     return isinstance(value, str) and value.lower() == "true"
 
 
-_VAR = re.compile(r"\$(\w+|\{[^}]*\})", re.ASCII)
-
-
 def expand_path(path, environ):
     """``$VAR`` / ``${VAR}`` and ``~`` expanded against ``environ``, as botocore expands
     file paths (``os.path.expandvars`` then ``expanduser``; unknown variables stay)."""
 
-    def var(m):
-        name = m.group(1).strip("{}")
-        return environ.get(name, m.group(0))
+    if "$" in path:
+        import re
 
-    path = _VAR.sub(var, path)
+        def var(m):
+            name = m.group(1).strip("{}")
+            return environ.get(name, m.group(0))
+
+        path = re.sub(r"\$(\w+|\{[^}]*\})", var, path, flags=re.ASCII)
     if (path == "~" or path.startswith("~/")) and environ.get("HOME"):
         path = environ["HOME"] + path[1:]
     return os.path.expanduser(path)
@@ -99,6 +99,10 @@ def read_ini(path):
     """``{section: {key: value or {sub-key: value}}}`` of an AWS INI file, or None when
     it does not exist. Values starting on the next line (indented ``key = value``
     lines) become a sub-section, as in botocore."""
+    if not os.path.lexists(path):
+        return None
+    import configparser
+
     parser = configparser.RawConfigParser()
     problem = None
     try:
@@ -142,6 +146,8 @@ def read_ini(path):
 def profile_section_name(section):
     """NAME of a ``[profile NAME]`` / ``[services NAME]`` section (shlex-split as botocore
     does), else None."""
+    import shlex
+
     try:
         parts = shlex.split(section)
     except ValueError:
