@@ -214,7 +214,8 @@ class SharedConfig:
         return region.strip() if isinstance(region, str) else None
 
     def ignore_configured_endpoint_urls(self):
-        value = self._env("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+        # A variable that is set decides, even when empty (botocore: "" is false).
+        value = self.environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
         if value is None:
             value = self.profile().get("ignore_configured_endpoint_urls")
         return ensure_boolean(value)
@@ -243,7 +244,7 @@ class SharedConfig:
         return url if isinstance(url, str) and url else None
 
     def _flag(self, variable, key):
-        value = self._env(variable)
+        value = self.environ.get(variable)  # set, even empty (false), beats the file
         if value is None:
             value = self.profile().get(key)
         return ensure_boolean(value)

@@ -51,7 +51,7 @@ def _sent_by_boto3():
                    response=(200, {}, b"{}"), region_name=None, botocore_session=session,
                    aws_access_key_id=None, aws_secret_access_key=None)
     if sent.url is None:
-        raise RuntimeError("boto3 refused: %r" % (sent.error,))
+        raise sent.error
     return sent.url, sent.signing_region
 
 
@@ -104,7 +104,13 @@ def scenarios(draw):
 def test_client_resolves_as_boto3(tmp_path, scenario):
     env, config = scenario
     ours, theirs = both(env, tmp_path, config)
-    if theirs[0] == "refused" or ours[0] == "refused":
+    if theirs == ("refused", "EndpointVariantError") and ours[0] != "refused":
+        # A deliberate difference: botocore refuses a configured endpoint URL when
+        # dual-stack/FIPS is on for a partition its legacy data gives no such variant;
+        # edgecore lets the URL win (the flags never apply to a custom endpoint, in
+        # botocore's rule sets too).
+        assert "amazonaws" not in ours[0] and "api." not in ours[0], ours
+    elif theirs[0] == "refused" or ours[0] == "refused":
         assert ours[0] == theirs[0] == "refused", (ours, theirs)
     else:
         assert ours == (theirs[0], theirs[1]), (env, config)
