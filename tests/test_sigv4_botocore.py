@@ -221,14 +221,8 @@ def s3_client():
     )
 
 
-@settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(
-    key=st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20),
-    byte_range=st.one_of(st.none(), st.just("bytes=0-9")),
-)
-def test_s3_get_object_matches_boto3_on_the_wire(s3_client, key, byte_range):
+def boto3_get_object(s3_client, **params):
+    """(url, headers sent, headers given to the signer, epoch) of boto3's GetObject."""
     captured = {}
 
     def grab(request, **kwargs):
@@ -238,26 +232,38 @@ def test_s3_get_object_matches_boto3_on_the_wire(s3_client, key, byte_range):
 
     s3_client.meta.events.register("before-send.s3.GetObject", grab)
     try:
-        kwargs = {"Bucket": "examplebucket", "Key": key}
-        if byte_range:
-            kwargs["Range"] = byte_range
         with pytest.raises(_Captured):
-            s3_client.get_object(**kwargs)
+            s3_client.get_object(Bucket="examplebucket", **params)
     finally:
         s3_client.meta.events.unregister("before-send.s3.GetObject", grab)
     sent = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in captured["headers"].items()}
     epoch = calendar.timegm(time.strptime(sent["X-Amz-Date"], "%Y%m%dT%H%M%SZ"))
-    # The agent builds the same URL from the raw key with sigv4.quote.
-    assert captured["url"] == "http://127.0.0.1:9/examplebucket/" + sigv4.quote(key)
     # botocore adds amz-sdk-invocation-id / amz-sdk-request after signing: sent, unsigned.
     given_headers = {
         k: v
         for k, v in sent.items()
         if k.lower() != "authorization" and not k.lower().startswith("amz-sdk-")
     }
+    return captured["url"], sent, given_headers, epoch
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    key=st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20),
+    byte_range=st.one_of(st.none(), st.just("bytes=0-9")),
+)
+def test_s3_get_object_matches_boto3_on_the_wire(s3_client, key, byte_range):
+    params = {"Key": key}
+    if byte_range:
+        params["Range"] = byte_range
+    url, sent, given_headers, epoch = boto3_get_object(s3_client, **params)
+    # The agent builds the same URL from the raw key with sigv4.quote.
+    assert url == "http://127.0.0.1:9/examplebucket/" + sigv4.quote(key)
     ours = sigv4.sign_request(
         "GET",
-        captured["url"],
+        url,
         given_headers,
         None,
         access_key=ACCESS,
@@ -318,27 +324,11 @@ def test_raw_query_signs_as_botocore_params(params, epoch):
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(key=raw_path.map(lambda p: p[1:]))
 def test_raw_s3_key_url_and_signature_match_boto3_on_the_wire(s3_client, key):
-    captured = {}
-
-    def grab(request, **kwargs):
-        captured["url"] = request.url
-        captured["headers"] = dict(request.headers.items())
-        raise _Captured()
-
-    s3_client.meta.events.register("before-send.s3.GetObject", grab)
-    try:
-        with pytest.raises(_Captured):
-            s3_client.get_object(Bucket="examplebucket", Key=key)
-    finally:
-        s3_client.meta.events.unregister("before-send.s3.GetObject", grab)
-    sent = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in captured["headers"].items()}
-    epoch = calendar.timegm(time.strptime(sent["X-Amz-Date"], "%Y%m%dT%H%M%SZ"))
-    given_headers = {k: v for k, v in sent.items()
-                     if k.lower() != "authorization" and not k.lower().startswith("amz-sdk-")}
+    wire, sent, given_headers, epoch = boto3_get_object(s3_client, Key=key)
     url, ours = sigv4.sign("GET", "http://127.0.0.1:9/examplebucket/" + key, given_headers, None,
                            access_key=ACCESS, secret_key=SECRET, session_token="TOKEN/+=",
                            region=REGION, service="s3", timestamp=epoch)
-    assert url == captured["url"]
+    assert url == wire
     assert ours["Authorization"] == sent["Authorization"]
 
 

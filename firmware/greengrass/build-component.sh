@@ -22,9 +22,7 @@ set -eu
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-if [ -z "${PYTHON:-}" ]; then
-    if [ -x "$REPO/.venv/bin/python" ]; then PYTHON=$REPO/.venv/bin/python; else PYTHON=python3; fi
-fi
+ZIP_PYTHON=${PYTHON:-python3}  # zips and writes the recipe; build-overlay.sh picks its own
 WHEELHOUSE=
 BUCKET=BUCKET
 OUT=
@@ -53,7 +51,7 @@ trap 'rm -rf "$WORK"' EXIT INT TERM
 
 set --
 [ -z "$WHEELHOUSE" ] || set -- --wheelhouse "$WHEELHOUSE"
-PYTHON=$PYTHON bash "$REPO/firmware/linux/build-overlay.sh" "$@" "$WORK/overlay.tar.gz" >/dev/null
+bash "$REPO/firmware/linux/build-overlay.sh" "$@" "$WORK/overlay.tar.gz" >/dev/null
 mkdir -p "$WORK/unpacked" "$WORK/zip/edgecore-component"
 tar -xzf "$WORK/overlay.tar.gz" -C "$WORK/unpacked"
 cp "$WORK"/unpacked/usr/lib/edgecore/edgecore-*.whl "$HERE/gg_run.py" "$WORK/zip/edgecore-component/"
@@ -64,8 +62,8 @@ fi
 A=$OUT/artifacts/edgecore.Agent/$VERSION
 mkdir -p "$A" "$OUT/recipes"
 rm -f "$A/edgecore-component.zip"
-(cd "$WORK/zip" && "$PYTHON" -m zipfile -c "$A/edgecore-component.zip" edgecore-component)
-"$PYTHON" - "$HERE/recipe.json" "$OUT/recipes/edgecore.Agent-$VERSION.json" "$VERSION" "$BUCKET" <<'PY'
+(cd "$WORK/zip" && "$ZIP_PYTHON" -m zipfile -c "$A/edgecore-component.zip" edgecore-component)
+"$ZIP_PYTHON" - "$HERE/recipe.json" "$OUT/recipes/edgecore.Agent-$VERSION.json" "$VERSION" "$BUCKET" <<'PY'
 import json
 import sys
 
