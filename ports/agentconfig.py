@@ -9,8 +9,12 @@ room than a Linux device; a few keys need what only CPython has (a command to ru
 credentials chain, a proxy, signature crypto) and are refused on a board at load, not
 when first used.
 
-``AWS_ENDPOINT_URL_SAGEMAKER_EDGE`` / ``AWS_ENDPOINT_URL_S3`` in the environment override
-``endpoint_url`` / ``s3_endpoint_url``, as in the AWS SDKs.
+Endpoints are resolved as the AWS SDKs do (CPython: ``edgecore_ports.awsconfig``): the
+config's ``endpoint_url`` / ``s3_endpoint_url`` / ``use_fips_endpoint`` /
+``use_dualstack_endpoint`` win; otherwise ``AWS_ENDPOINT_URL_SAGEMAKER_EDGE`` /
+``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``, ``AWS_USE_FIPS_ENDPOINT`` /
+``AWS_USE_DUALSTACK_ENDPOINT`` and the shared config file decide. A board uses the
+config's values alone.
 """
 
 import sys
@@ -138,6 +142,9 @@ KEYS = (
     ("profile", _path, None, None, ON_LINUX),
     ("endpoint_url", _url, None, None, None),
     ("s3_endpoint_url", _url, None, None, None),
+    ("use_fips_endpoint", _bool, None, None, None),
+    ("use_dualstack_endpoint", _bool, None, None, None),
+    ("s3_use_dualstack_endpoint", _bool, None, None, None),
     ("s3_addressing_style", _one_of("auto", "path", "virtual"), "auto", "auto", None),
     ("heartbeat_interval", _seconds, 60, 60, None),
     ("board", _one_of("auto", "linux", "raspberrypi", "jetson", "micropython"), "auto", "auto",
@@ -225,15 +232,30 @@ def load_config(doc, environ=None, micropython=MICROPYTHON):
         if micropython and where == ON_LINUX:
             raise ConfigError(name, "not supported by the MicroPython agent (CPython only)")
         config[name] = value
-    for key, env in (("endpoint_url", "AWS_ENDPOINT_URL_SAGEMAKER_EDGE"),
-                     ("s3_endpoint_url", "AWS_ENDPOINT_URL_S3")):
-        if environ.get(env):
-            problem = _url(environ[env])
-            if problem is not None:
-                raise ConfigError(key, "%s from %s" % (problem, env))
-            config[key] = environ[env]
+    if not (micropython or MICROPYTHON):  # a board has no environment or ~/.aws to read
+        _resolve_endpoints(config, environ)
     _check_together(config, micropython)
     return config
+
+
+def _resolve_endpoints(config, environ):
+    """The SDKs' endpoint precedence (the config first); see the module docstring."""
+    from edgecore_ports.awsconfig import AwsConfigError, agent_endpoints
+
+    try:
+        found = agent_endpoints(config, environ)
+    except AwsConfigError as exc:
+        raise ConfigError("profile", str(exc)) from None
+    for key in ("endpoint_url", "s3_endpoint_url"):
+        if found[key] is not None and found[key] != config[key]:
+            problem = _url(found[key])
+            if problem is not None:  # from the environment or the shared config file
+                raise ConfigError(key, "%s (from the environment or ~/.aws/config)" % problem)
+    if config["s3_use_dualstack_endpoint"] is None:
+        config["s3_use_dualstack_endpoint"] = found["s3_use_dualstack_endpoint"]
+    for key in ("endpoint_url", "s3_endpoint_url", "use_fips_endpoint",
+                "use_dualstack_endpoint"):
+        config[key] = found[key]
 
 
 def _check_together(config, micropython):

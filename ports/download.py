@@ -260,9 +260,7 @@ def download(runner, action):
             name = meta.get("file") or artifact_name(key)
             problem = check_signature(runner, bucket, key, where, handle, vdir + "/" + name)
         return _failed(runner, None, handle, where, problem) if problem else agent.succeeded(meta)
-    config = runner.config
-    url = s3url.object_url(bucket, key, config["region"], config["s3_endpoint_url"],
-                           config["s3_addressing_style"])
+    url = runner.s3_location(bucket, key)[0]
     part = Staged(runner.store.staging_dir(handle, sha1), artifact_name(key), sha1, handle, url)
     adopted = part.resume_from_disk(runner.buf)
     if adopted:
@@ -270,7 +268,7 @@ def download(runner, action):
 
     def once():
         try:
-            return _fetch(runner, url, where, part)
+            return _fetch(runner, bucket, key, where, part)
         except DownloadError as exc:
             if exc.keep:
                 part.close()  # an error answer: the bytes so far stay valid
@@ -315,7 +313,24 @@ def _failed(runner, part, handle, where, reason):
     return agent.failed(reason)
 
 
-def _fetch(runner, url, where, part):
+def _region_redirect(runner, resp, bucket, key):
+    """True when S3 answered that the bucket is in another region (301, or 400 with
+    ``x-amz-bucket-region``, as botocore's redirector reads it): the region is remembered
+    for the bucket and the request is retried once, signed for it (issue 12 item 4)."""
+    region = resp.headers.get("x-amz-bucket-region")
+    if resp.status not in (301, 400) or not region or \
+            region == runner.s3_location(bucket, key)[1]:
+        return False
+    from edgecore.endpoints import valid_region
+
+    if not valid_region(region):
+        return False
+    runner.bucket_regions[bucket] = region
+    runner.log("warning", "s3.bucket_region", bucket=bucket, region=region)
+    return True
+
+
+def _fetch(runner, bucket, key, where, part):
     """One attempt: GET (the rest of) the object into ``part``; its metadata when the
     whole object is staged and verified."""
     headers = {}
@@ -326,7 +341,7 @@ def _fetch(runner, url, where, part):
             # answers 412 and the download restarts from byte 0.
             headers["If-Match"] = part.etag
     monotonic = runner.port.monotonic
-    resp = runner.s3_get(url, headers, monotonic() + runner.config["request_timeout"])
+    resp = runner.s3_get(bucket, key, headers, monotonic() + runner.config["request_timeout"])
     try:
         status, etag = resp.status, resp.headers.get("etag")
         if status == 206 and part.done:
@@ -357,11 +372,13 @@ def _fetch(runner, url, where, part):
             code, message = s3url.parse_error(_read_some(resp, runner.buf))
             runner.last_date = resp.headers.get("date")
             restart = status == 412 and part.done  # the object changed since byte 0
-            raise DownloadError(
+            exc = DownloadError(
                 "GET %s: HTTP %d%s%s" % (where, status, (" " + code) if code else "",
                                          (": " + message) if message else ""),
                 retryable=restart or agent.is_retryable(code, status), keep=not restart,
                 code=code, message=message)
+            exc.redirect = _region_redirect(runner, resp, bucket, key)
+            raise exc
         free = runner.port.free_space(runner.store.root)
         reserve = runner.config["free_space_reserve_bytes"]
         need = (total - part.done) if total is not None else 0
@@ -435,13 +452,12 @@ def check_signature(runner, bucket, key, where, handle, path):
     from edgecore_ports import signing
 
     config = runner.config
-    sig_url = s3url.object_url(bucket, key + signing.SUFFIX, config["region"],
-                               config["s3_endpoint_url"], config["s3_addressing_style"])
     sig_where = where + signing.SUFFIX
 
     def once():
         try:
-            return _get_small(runner, sig_url, sig_where, signing.MAX_SIGNATURE)
+            return _get_small(runner, bucket, key + signing.SUFFIX, sig_where,
+                              signing.MAX_SIGNATURE)
         except (TransportError, OSError) as exc:
             raise _network_error(sig_where, exc) from None
 
@@ -477,10 +493,11 @@ def _read_some(resp, buf):
     return bytes(buf[:got])
 
 
-def _get_small(runner, url, where, limit):
+def _get_small(runner, bucket, key, where, limit):
     """(200, body or None when longer than ``limit``) or (404/403, None) of a signed S3
     GET; any other answer raises DownloadError (retried as S3 errors are)."""
-    resp = runner.s3_get(url, {}, runner.port.monotonic() + runner.config["request_timeout"])
+    resp = runner.s3_get(bucket, key, {},
+                         runner.port.monotonic() + runner.config["request_timeout"])
     try:
         body = _read_some(resp, runner.buf[:limit + 1])
     finally:
@@ -491,6 +508,8 @@ def _get_small(runner, url, where, limit):
     if resp.status == 404 or (resp.status == 403 and code == "AccessDenied"):
         return resp.status, None
     runner.last_date = resp.headers.get("date")
-    raise DownloadError("GET %s: HTTP %d%s" % (where, resp.status, (" " + code) if code else ""),
+    exc = DownloadError("GET %s: HTTP %d%s" % (where, resp.status, (" " + code) if code else ""),
                         retryable=agent.is_retryable(code, resp.status), code=code,
                         message=message)
+    exc.redirect = _region_redirect(runner, resp, bucket, key)
+    raise exc

@@ -176,6 +176,7 @@ class Runner:
         self.state_path = self.state_dir + "/" + STATE_FILE
         self.last_date = None  # the Date of the last answer (clock corrections)
         self.tries = 0  # attempts made by the last attempt() call
+        self.bucket_regions = {}  # bucket -> the region S3 said it is in (issue 12 item 4)
         try:
             import threading
 
@@ -235,17 +236,31 @@ class Runner:
             self.feed()
         return status, headers_out, data
 
-    def s3_get(self, url, headers, deadline):
-        """A SigV4-signed (service s3) GET of ``url``; the streamed response."""
+    def s3_location(self, bucket, key):
+        """(url, signing region) of an object: the SDKs' endpoint rules (partition, FIPS,
+        dual-stack, dotted buckets), signed for the bucket's own region once S3 named it
+        (``bucket_regions``, learnt from an ``x-amz-bucket-region`` answer)."""
+        from edgecore import s3url
+
+        config = self.config
+        return s3url.object_location(bucket, key, self.bucket_regions.get(bucket,
+                                                                          config["region"]),
+                                     config["s3_endpoint_url"], config["s3_addressing_style"],
+                                     fips=bool(config["use_fips_endpoint"]),
+                                     dualstack=bool(config["s3_use_dualstack_endpoint"]))
+
+    def s3_get(self, bucket, key, headers, deadline):
+        """A SigV4-signed (service s3) GET of an object; the streamed response. The URL
+        sent is the one signed (``sigv4.sign`` encodes it once)."""
         from edgecore import sigv4
 
+        url, region = self.s3_location(bucket, key)
         creds = self._creds()
         self._collect()
-        signed = sigv4.sign_request("GET", url, headers, b"", access_key=creds.access_key,
-                                    secret_key=creds.secret_key,
-                                    session_token=creds.session_token,
-                                    region=self.config["region"], service="s3",
-                                    timestamp=self.now())
+        url, signed = sigv4.sign("GET", url, headers, b"", access_key=creds.access_key,
+                                 secret_key=creds.secret_key,
+                                 session_token=creds.session_token, region=region,
+                                 service="s3", timestamp=self.now())
         return self.http.open("GET", url, signed, deadline=deadline)
 
     @property
@@ -253,9 +268,13 @@ class Runner:
         if self._client is None:
             from edgecore.client import Client
 
-            self._client = Client(self.config["region"], _RunnerCredentials(self),
-                                  endpoint_url=self.config["endpoint_url"],
-                                  transport=self._transport, clock=self.now)
+            config = self.config
+            # Every setting explicit: the client looks nothing up on its own.
+            self._client = Client(config["region"], _RunnerCredentials(self),
+                                  endpoint_url=config["endpoint_url"],
+                                  transport=self._transport, clock=self.now,
+                                  use_fips_endpoint=bool(config["use_fips_endpoint"]),
+                                  use_dualstack_endpoint=bool(config["use_dualstack_endpoint"]))
         return self._client
 
     def attempt(self, once, on_retry):
@@ -263,10 +282,11 @@ class Runner:
         after a backoff; a skewed clock is corrected from the answer's Date and an
         expired token refreshed, each once, and retried at once. The last error is
         raised when it is final, or when the retries are spent (then with ``attempts``
-        set to the number made). ``on_retry(error, delay)`` is called before each wait."""
+        set to the number made). An S3 answer naming the bucket's region (``redirect``)
+        is retried at once, once. ``on_retry(error, delay)`` is called before each wait."""
         backoff = agent.Backoff(self.port.monotonic(), self.config["max_retries"],
                                 self.config["retry_time_budget"])
-        fixed_clock = fixed_creds = False
+        fixed_clock = fixed_creds = redirected = False
         self.tries = 0
         while True:
             self.tries += 1
@@ -283,6 +303,9 @@ class Runner:
                     fixed_creds = True
                     if hasattr(self.credentials, "invalidate"):
                         self.credentials.invalidate()
+                    continue
+                if not redirected and getattr(exc, "redirect", False):
+                    redirected = True  # S3 named the bucket's region: signed for it now
                     continue
                 if not _retryable(exc):
                     raise

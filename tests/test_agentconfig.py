@@ -1,6 +1,8 @@
 # Runs under MicroPython too (tests/micropython/run.mjs).
 """Tests of edgecore_ports.agentconfig: one table of keys, everything validated at load."""
 
+import sys
+
 from edgecore_ports import ConfigError
 from edgecore_ports.agentconfig import closest_key, keys, load_config
 
@@ -27,6 +29,8 @@ def test_defaults_fill_every_key_and_differ_on_a_board():
     assert linux["free_space_reserve_bytes"] == 16 * 1024 * 1024
     assert board["free_space_reserve_bytes"] == 16 * 1024
     assert linux["request_timeout"] == 120 and linux["min_download_rate"] == 1024
+    ok = load_config(dict(BASE, request_timeout=2.5, min_download_rate=0), {}, False)
+    assert ok["request_timeout"] == 2.5 and ok["min_download_rate"] == 0  # 0: no minimum
     # The defaults are copies: a caller changing one config does not change the next.
     linux["timeout"].append(1)
     assert load_config(dict(BASE), {}, False)["timeout"] == [5, 30]
@@ -107,11 +111,17 @@ def test_required_keys_and_null():
 
 def test_a_board_refuses_what_only_cpython_can_do():
     for key, value in (("reload_command", ["systemctl", "restart", "app"]),
-                       ("iot", {"endpoint": "x"}), ("profile", "default"),
+                       ("iot", {"endpoint": "x"}), ("profile", "edge-device"),
                        ("proxy", "http://proxy:3128")):
         exc = refused(dict(BASE, **{key: value}), micropython=True)
         assert exc.field == key and "MicroPython" in str(exc)
-        assert load_config(dict(BASE, **{key: value}), {}, False)[key] == value
+        if key != "profile":  # on CPython the profile must exist in ~/.aws (below)
+            assert load_config(dict(BASE, **{key: value}), {}, False)[key] == value
+    if sys.implementation.name != "micropython":  # no ~/.aws to look in on a board
+        exc = refused(dict(BASE, profile="edge-device"),
+                      environ={"AWS_CONFIG_FILE": "/nonexistent/config",
+                               "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials"})
+        assert exc.field == "profile" and "edge-device" in str(exc)
     doc = dict(BASE)
     del doc["credentials"]
     assert refused(doc, micropython=True).field == "credentials"
@@ -126,11 +136,25 @@ def test_signature_keys_need_a_runtime_that_can_verify():
     assert exc.field == "require_artifact_signature"
 
 
-def test_environment_overrides_the_endpoints():
+def test_endpoints_from_the_environment_unless_the_config_names_them():
     env = {"AWS_ENDPOINT_URL_SAGEMAKER_EDGE": "http://127.0.0.1:1",
-           "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:2"}
+           "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:2", "AWS_USE_FIPS_ENDPOINT": "true",
+           "AWS_CONFIG_FILE": "/nonexistent/config",
+           "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials"}
+    # A board has no environment to read: the config alone.
+    assert load_config(dict(BASE), env, True)["endpoint_url"] is None
+    if sys.implementation.name == "micropython":  # ... whatever the rules asked for
+        assert load_config(dict(BASE), env, False)["endpoint_url"] is None
+        return
     config = load_config(dict(BASE), env, False)
     assert config["endpoint_url"] == "http://127.0.0.1:1"
     assert config["s3_endpoint_url"] == "http://127.0.0.1:2"
+    assert config["use_fips_endpoint"] is True
+    # The config wins, as an explicit client argument does in the AWS SDKs.
+    config = load_config(dict(BASE, endpoint_url="https://edge.example", use_fips_endpoint=False),
+                         env, False)
+    assert config["endpoint_url"] == "https://edge.example"
+    assert config["s3_endpoint_url"] == "http://127.0.0.1:2"
+    assert config["use_fips_endpoint"] is False
     exc = refused(dict(BASE), environ={"AWS_ENDPOINT_URL_S3": "s3.local"})
-    assert exc.field == "s3_endpoint_url" and "AWS_ENDPOINT_URL_S3" in str(exc)
+    assert exc.field == "s3_endpoint_url" and "environment" in str(exc)
