@@ -219,6 +219,23 @@ def content_range_total(value, start):
         return None
     return int(total)
 
+class NoLock:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def new_lock():
+    """A re-entrant lock where threads exist (CPython), else one that does nothing."""
+    try:
+        import threading
+    except ImportError:
+        return NoLock()
+    return threading.RLock()
+
+
 # -- agent config (edgecore_ports.agentconfig validates it) -------------------------------
 
 

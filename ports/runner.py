@@ -49,7 +49,7 @@ from edgecore.errors import (
     ResponseParseError,
     TransportError,
 )
-from edgecore_ports import ConfigError  # noqa: F401 (re-exported for the CLI)
+from edgecore_ports import ConfigError, new_lock  # noqa: F401 (ConfigError: for the CLI)
 from edgecore_ports.agentconfig import load_config, read_config_file  # noqa: F401 (re-exported)
 from edgecore_ports.download import describe, download
 from edgecore_ports.store import default_store, exists, file_size, listdir, makedirs
@@ -90,14 +90,6 @@ def record_inference(state_dir, model_handle, latency_ms=None, sample_time=None,
 
 def _null_log(level, event, **fields):
     pass
-
-
-class _NoLock:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _state_limit():
@@ -177,12 +169,7 @@ class Runner:
         self.last_date = None  # the Date of the last answer (clock corrections)
         self.tries = 0  # attempts made by the last attempt() call
         self.bucket_regions = {}  # bucket -> the region S3 said it is in (issue 12 item 4)
-        try:
-            import threading
-
-            self._lock = threading.RLock()
-        except ImportError:
-            self._lock = _NoLock()
+        self._lock = new_lock()  # the application's threads record inferences
         self.state = None
         self._saved = None  # SHA-256 of the bytes last saved (not a copy: heap on a board)
         self._client = None
