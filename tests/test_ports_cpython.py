@@ -545,7 +545,10 @@ def test_micropython_port_default_socket_layer_on_cpython(tmp_path):
             srv.url + "/echo",
             {"Authorization": SECRET},
         )
-        assert "TLS failure" in str(exc) and "f00dfacesecret" not in str(exc)
+        # A refused certificate is final (TlsError, not retried), named, secret-free.
+        assert "certificate refused (self-signed certificate)" in str(exc), str(exc)
+        assert isinstance(exc, mp.TlsError) and exc.retryable is False
+        assert "f00dfacesecret" not in str(exc)
         status, _, body = mp.make_transport(ca_bundle=cert).transport("GET", srv.url + "/echo", {})
         assert status == 200 and json.loads(body)["path"] == "/echo"
     finally:
@@ -829,8 +832,8 @@ def test_deadline_ends_a_trickled_body_and_can_be_moved():
         srv.close()
 
 
-def test_deadline_ends_a_trickled_tls_handshake():
-    cert, key = self_signed_cert()
+def test_deadline_ends_a_trickled_tls_handshake(tmp_path):
+    cert, key = self_signed_cert(str(tmp_path))
     # A TLS record header announcing 16 KiB of handshake, then a byte every 50 ms.
     srv = Hostile(lambda conn, srv: srv.trickle(conn, b"\x16\x03\x03\x40\x00" + b"\x00" * 400,
                                                   0.05))
