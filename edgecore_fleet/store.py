@@ -1,0 +1,418 @@
+"""Storage of the fleet server: one SQLAlchemy Core engine, SQLite or PostgreSQL.
+
+``Store.open(url_or_path)`` connects (a bare path means SQLite) and ``migrate()`` brings
+the schema to the newest Alembic revision (PostgreSQL: under an advisory lock, so many
+processes may start at once). Every method is one transaction, short and self-contained:
+nothing is kept between requests, so any number of server processes share one database.
+SQLite transactions start with ``BEGIN IMMEDIATE`` (a writer waits for the lock instead
+of failing half-way); PostgreSQL runs at READ COMMITTED with row-level conditional
+updates (see ``add_heartbeat`` and ``rollout``).
+
+The device side lives here (keys, devices, deployments handed to a device, heartbeats
+and results, IoT things); the control plane's queries are in ``control`` and
+``rollout`` and use ``tx()``.
+"""
+
+import json
+import os
+import threading
+import time
+
+from sqlalchemy import and_, create_engine, event, func, insert, or_, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from . import schema as t
+from .sigcheck import KeyRecord
+
+ACTIVE_STAGE_DEVICE = ("READYTODEPLOY", "INPROGRESS", "DEPLOYED", "FAILED")
+DEFAULT_OUTPUT = {"S3OutputLocation": "s3://edgecore-fleet/output"}
+
+
+class Replayed(Exception):
+    """A heartbeat whose signature was already recorded (a replayed request)."""
+
+
+def dumps(value):
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def loads(value):
+    return None if value is None else json.loads(value)
+
+
+def database_url(url_or_path):
+    """A SQLAlchemy URL: SQLite for a path, psycopg 3 for a postgresql:// URL."""
+    if "://" not in url_or_path:
+        return "sqlite:///" + os.path.abspath(url_or_path)
+    if url_or_path.startswith("postgresql://") or url_or_path.startswith("postgres://"):
+        return "postgresql+psycopg://" + url_or_path.split("://", 1)[1]
+    return url_or_path
+
+
+class Store:
+    """The fleet database. Attributes: url (redacted form), engine, dialect ("sqlite" or
+    "postgresql"), clock."""
+
+    def __init__(self, engine, clock=None):
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self.url = engine.url.render_as_string(hide_password=True)
+        self.clock = clock or time.time
+        self._migrated = False
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, url_or_path, clock=None, pool_size=5):
+        url = database_url(str(url_or_path))
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"timeout": 30,
+                                                      "check_same_thread": False})
+
+            @event.listens_for(engine, "connect")
+            def _sqlite_connect(conn, _record):
+                conn.isolation_level = None  # SQLAlchemy's begin hook issues BEGIN itself
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA foreign_keys=ON")
+
+            @event.listens_for(engine, "begin")
+            def _sqlite_begin(conn):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size,
+                                   pool_pre_ping=True)
+        return cls(engine, clock)
+
+    def close(self):
+        self.engine.dispose()
+
+    def tx(self):
+        """A transaction: ``with store.tx() as conn: ...`` (commit, or rollback on error)."""
+        return self.engine.begin()
+
+    # ------------------------------------------------------------------ migrations
+    def migrate(self):
+        """Upgrade the schema to the newest revision (idempotent)."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", os.path.join(
+            os.path.dirname(os.path.abspath(__file__)), "migrations"))
+        with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                # One migrator at a time; released at commit.
+                conn.execute(text("SELECT pg_advisory_xact_lock(7263540017)"))
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+        self._migrated = True
+        return self
+
+    def revision(self):
+        with self.engine.connect() as conn:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+    # ------------------------------------------------------------------ settings
+    def set_setting(self, name, value):
+        with self.tx() as conn:
+            conn.execute(t.settings.delete().where(t.settings.c.name == name))
+            conn.execute(insert(t.settings).values(name=name, value=dumps(value)))
+
+    def get_setting(self, name, default=None):
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.settings.c.value).where(t.settings.c.name == name)
+                               ).first()
+        return default if row is None else loads(row[0])
+
+    # ------------------------------------------------------------------ fleets and devices
+    def ensure_fleet(self, conn, name, output_config=None):
+        """Create fleet `name` unless it exists (the admin helpers' implicit fleets)."""
+        if conn.execute(select(t.fleets.c.name).where(t.fleets.c.name == name)).first():
+            return
+        now = self.clock()
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(t.fleets).values(
+                    name=name, output_config=dumps(output_config or DEFAULT_OUTPUT),
+                    created=now, modified=now))
+        except IntegrityError:  # created meanwhile by another process
+            pass
+
+    def add_device(self, name, fleet, registration="REGISTERED", description=None,
+                   iot_thing=None):
+        """Register (or re-register) a device, creating its fleet if needed."""
+        now = self.clock()
+        with self.tx() as conn:
+            self.ensure_fleet(conn, fleet)
+            conn.execute(t.devices.delete().where(t.devices.c.name == name))
+            conn.execute(insert(t.devices).values(
+                name=name, fleet=fleet, registration=registration, description=description,
+                iot_thing=iot_thing, created=now))
+
+    def set_registration(self, name, registration):
+        with self.tx() as conn:
+            conn.execute(update(t.devices).where(t.devices.c.name == name)
+                         .values(registration=registration))
+
+    def device(self, name):
+        """The device row as a dict (models decoded), or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.devices).where(t.devices.c.name == name)).first()
+        return None if row is None else _device_dict(row)
+
+    def devices(self):
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.devices).order_by(t.devices.c.name)).all()
+        return [_device_dict(r) for r in rows]
+
+    # ------------------------------------------------------------------ access keys
+    def add_key(self, akid, secret, token=None, expiration=None, device=None, role="device"):
+        with self.tx() as conn:
+            conn.execute(t.access_keys.delete().where(t.access_keys.c.akid == akid))
+            conn.execute(insert(t.access_keys).values(
+                akid=akid, secret=secret, token=token, expiration=expiration, device=device,
+                role=role, created=self.clock()))
+
+    def lookup_key(self, akid):
+        with self.engine.connect() as conn:
+            r = conn.execute(select(t.access_keys).where(t.access_keys.c.akid == akid)).first()
+        if r is None:
+            return None
+        return KeyRecord(r.akid, r.secret, r.token, r.expiration, r.device, r.role)
+
+    def keys(self):
+        """Key listing without secrets: [{akid, has_token, expiration, device, role, created}]."""
+        k = t.access_keys.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(k.akid, k.token, k.expiration, k.device, k.role,
+                                       k.created).order_by(k.created)).all()
+        return [{"akid": r.akid, "has_token": r.token is not None, "expiration": r.expiration,
+                 "device": r.device, "role": r.role, "created": r.created} for r in rows]
+
+    def delete_key(self, akid):
+        with self.tx() as conn:
+            return conn.execute(t.access_keys.delete().where(t.access_keys.c.akid == akid)
+                                ).rowcount
+
+    # ------------------------------------------------------------------ IoT things
+    def attach_certificate(self, thing, fingerprint, device):
+        """Attach a certificate to `thing`, creating it for `device` if new; a given
+        device (not None) also re-maps an existing thing."""
+        with self.tx() as conn:
+            row = conn.execute(select(t.iot_things).where(t.iot_things.c.thing == thing)
+                               ).first()
+            if row is None:
+                conn.execute(insert(t.iot_things).values(thing=thing, device=device))
+            elif device is not None:
+                conn.execute(update(t.iot_things).where(t.iot_things.c.thing == thing)
+                             .values(device=device))
+            a = t.iot_attachments.c
+            if conn.execute(select(a.thing).where(and_(a.thing == thing,
+                                                       a.fingerprint == fingerprint))).first() \
+                    is None:
+                conn.execute(insert(t.iot_attachments).values(thing=thing,
+                                                              fingerprint=fingerprint))
+
+    def detach_certificate(self, thing, fingerprint):
+        a = t.iot_attachments.c
+        with self.tx() as conn:
+            conn.execute(t.iot_attachments.delete().where(
+                and_(a.thing == thing, a.fingerprint == fingerprint)))
+
+    def iot_thing(self, thing):
+        """{"thing", "device", "certs": set of fingerprints} or None."""
+        a = t.iot_attachments.c
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.iot_things).where(t.iot_things.c.thing == thing)
+                               ).first()
+            if row is None:
+                return None
+            certs = conn.execute(select(a.fingerprint).where(a.thing == thing)).scalars().all()
+        return {"thing": row.thing, "device": row.device, "certs": set(certs)}
+
+    def things_with_certificate(self, fingerprint):
+        a = t.iot_attachments.c
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(a.thing).where(a.fingerprint == fingerprint)
+                                     .order_by(a.thing)).scalars())
+
+    # ------------------------------------------------------------------ direct deployments
+    def add_deployment(self, name, policy, definitions, device=None, fleet=None):
+        """Record a deployment to one device or a whole fleet (outside any plan); it
+        supersedes older active deployments of the same target that touch any of its
+        model handles (the device then sees one desired state per handle)."""
+        d = t.deployments.c
+        handles = set(x["ModelHandle"] for x in definitions)
+        target = and_(d.device.is_(None) if device is None else d.device == device,
+                      d.fleet.is_(None) if fleet is None else d.fleet == fleet)
+        with self.tx() as conn:
+            for row in conn.execute(select(d.name, d.definitions).where(
+                    and_(d.active.is_(True), target))).all():
+                if handles & set(x["ModelHandle"] for x in loads(row.definitions)):
+                    conn.execute(update(t.deployments).where(d.name == row.name)
+                                 .values(active=False))
+            conn.execute(insert(t.deployments).values(
+                name=name, fleet=fleet, device=device, policy=policy,
+                definitions=dumps(definitions), active=True, created=self.clock()))
+
+    def cancel_deployment(self, name):
+        with self.tx() as conn:
+            conn.execute(update(t.deployments).where(t.deployments.c.name == name)
+                         .values(active=False))
+
+    def deployments(self, active_only=False):
+        """Direct deployments, oldest first: [{name, fleet, device, policy, definitions,
+        active, created}]."""
+        q = select(t.deployments).order_by(t.deployments.c.id)
+        if active_only:
+            q = q.where(t.deployments.c.active.is_(True))
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return [{"name": r.name, "fleet": r.fleet, "device": r.device, "policy": r.policy,
+                 "definitions": loads(r.definitions), "active": bool(r.active),
+                 "created": r.created} for r in rows]
+
+    def deployments_for(self, device, fleet):
+        """What GetDeployments hands `device`: [{name, policy, definitions}] - its direct
+        deployments (to it or its fleet), then the rollout stages that selected it.
+
+        Handing a READYTODEPLOY stage over marks the device INPROGRESS (it has taken the
+        deployment: stopping the stage no longer withdraws it). Of two stages touching
+        the same model handle, only the one started last is handed over.
+        """
+        d = t.deployments.c
+        sd, st = t.stage_devices.c, t.stages.c
+        out = []
+        with self.tx() as conn:
+            for r in conn.execute(select(d.name, d.policy, d.definitions).where(and_(
+                    d.active.is_(True), or_(d.device == device,
+                                            and_(d.device.is_(None), d.fleet == fleet))))
+                    .order_by(d.id)).all():
+                out.append({"name": r.name, "policy": r.policy,
+                            "definitions": loads(r.definitions)})
+            rows = conn.execute(select(
+                sd.plan, sd.stage, sd.status, st.deployment_name, st.policy, st.definitions,
+                st.started).join(t.stages, and_(st.plan == sd.plan, st.name == sd.stage))
+                .where(and_(sd.device == device, sd.status.in_(ACTIVE_STAGE_DEVICE)))
+                .order_by(st.started.desc())).all()
+            seen = set()
+            staged = []
+            for r in rows:
+                definitions = loads(r.definitions) or []
+                handles = set(x["ModelHandle"] for x in definitions)
+                if handles & seen:
+                    continue
+                seen |= handles
+                staged.append({"name": r.deployment_name, "policy": r.policy,
+                               "definitions": definitions})
+                if r.status == "READYTODEPLOY":
+                    conn.execute(update(t.stage_devices).where(and_(
+                        sd.plan == r.plan, sd.stage == r.stage, sd.device == device,
+                        sd.status == "READYTODEPLOY")).values(status="INPROGRESS",
+                                                              started=self.clock()))
+        return out + staged[::-1]
+
+    # ------------------------------------------------------------------ heartbeats
+    def add_heartbeat(self, device, fleet, body, received=None, signer=None, signature=None):
+        """Record a heartbeat, its DeploymentResult and what it means for a rollout
+        stage, and the device's latest state, in ONE transaction. Returns its id.
+
+        ``signature`` (the request's) is unique: a replay raises Replayed and records
+        nothing. A result moves the device's stage row from READYTODEPLOY/INPROGRESS to
+        DEPLOYED or FAILED exactly once (a conditional UPDATE; a repeated result changes
+        nothing), so racing processes never double-count it.
+        """
+        received = self.clock() if received is None else received
+        result = body.get("DeploymentResult")
+        try:
+            with self.tx() as conn:
+                heartbeat_id = conn.execute(insert(t.heartbeats).values(
+                    device=device, fleet=fleet, received=received, body=dumps(body),
+                    access_key_id=signer, signature=signature)).inserted_primary_key[0]
+                if result is not None:
+                    self._record_result(conn, heartbeat_id, device, result, received)
+                values = {"last_heartbeat": received}
+                if "AgentVersion" in body:
+                    values["agent_version"] = body["AgentVersion"]
+                if body.get("Models") is not None:
+                    values["models"] = dumps(body["Models"])
+                conn.execute(update(t.devices).where(t.devices.c.name == device)
+                             .values(**values))
+        except IntegrityError:
+            if signature is not None and self._signature_seen(signature):
+                raise Replayed(signature) from None
+            raise
+        return heartbeat_id
+
+    def _signature_seen(self, signature):
+        with self.engine.connect() as conn:
+            return conn.execute(select(t.heartbeats.c.id).where(
+                t.heartbeats.c.signature == signature)).first() is not None
+
+    def _record_result(self, conn, heartbeat_id, device, result, received):
+        name = result.get("DeploymentName")
+        status = result.get("DeploymentStatus")
+        conn.execute(insert(t.deployment_results).values(
+            heartbeat=heartbeat_id, device=device, deployment=name, status=status,
+            received=received, body=dumps(result)))
+        if name is None:
+            return
+        st, sd = t.stages.c, t.stage_devices.c
+        stage = conn.execute(select(st.plan, st.name).where(st.deployment_name == name)).first()
+        if stage is None:
+            return
+        models = result.get("DeploymentModels") or []
+        ok = status == "SUCCESS" or (status is None and models and all(
+            m.get("Status") == "SUCCESS" for m in models))
+        message = result.get("DeploymentStatusMessage")
+        if not ok and not message:
+            reasons = [m.get("StatusReason") for m in models if m.get("StatusReason")]
+            message = "; ".join(reasons) or None
+        conn.execute(update(t.stage_devices).where(and_(
+            sd.plan == stage.plan, sd.stage == stage.name, sd.device == device,
+            sd.status.in_(("READYTODEPLOY", "INPROGRESS")))).values(
+                status="DEPLOYED" if ok else "FAILED",
+                message=None if message is None else message[:1000], finished=received))
+
+    def heartbeats(self, device=None):
+        """[{id, device, fleet, received, body, access_key_id}] oldest first."""
+        h = t.heartbeats.c
+        q = select(h.id, h.device, h.fleet, h.received, h.body, h.access_key_id).order_by(h.id)
+        if device is not None:
+            q = q.where(h.device == device)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return [{"id": r.id, "device": r.device, "fleet": r.fleet, "received": r.received,
+                 "body": loads(r.body), "access_key_id": r.access_key_id} for r in rows]
+
+    def results(self, device=None):
+        """[{id, device, deployment, status, received, body}] oldest first."""
+        r_ = t.deployment_results.c
+        q = select(r_.id, r_.device, r_.deployment, r_.status, r_.received, r_.body
+                   ).order_by(r_.id)
+        if device is not None:
+            q = q.where(r_.device == device)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return [{"id": r.id, "device": r.device, "deployment": r.deployment,
+                 "status": r.status, "received": r.received, "body": loads(r.body)}
+                for r in rows]
+
+    def counts(self):
+        """Figures for /metrics: devices (registered), devices seen, heartbeats, results."""
+        d, h, r = t.devices.c, t.heartbeats.c, t.deployment_results.c
+        with self.engine.connect() as conn:
+            return {
+                "devices": conn.execute(select(func.count()).select_from(t.devices).where(
+                    d.registration == "REGISTERED")).scalar(),
+                "devices_seen": conn.execute(select(func.count()).select_from(t.devices)
+                                             .where(d.last_heartbeat.is_not(None))).scalar(),
+                "heartbeats": conn.execute(select(func.count(h.id))).scalar(),
+                "results": conn.execute(select(func.count(r.id))).scalar(),
+            }
+
+
+def _device_dict(row):
+    out = dict(row._mapping)
+    out["models"] = loads(out["models"])
+    return out
