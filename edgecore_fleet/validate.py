@@ -41,9 +41,10 @@ class Validator:
         self.shapes = shapes
         self.check_pattern = check_pattern
 
-    def validate(self, shape_name, value):
+    def validate(self, shape_name, value, path=""):
+        """Raise ApiError (ValidationException, SerializationException) for a bad value."""
         errors = []
-        self._walk(shape_name, value, "", errors)
+        self._walk(shape_name, value, path, errors)
         if errors:
             raise ApiError(400, "ValidationException", "%d validation error%s detected: %s" % (
                 len(errors), "" if len(errors) == 1 else "s", "; ".join(errors[:20])))
@@ -90,7 +91,7 @@ class Validator:
                 raise _serialization(path, "a finite number")
             if kind in ("integer", "long") and not float(value).is_integer():
                 raise _serialization(path, "an integer")
-            if kind in _NUMBERS:
+            if kind in _NUMBERS and len(row) > 1:
                 prefix = "Value %s at '%s' failed to satisfy constraint: " % (_repr(value), path)
                 if row[1] is not None and value < row[1]:
                     errors.append(prefix + "Member must have value greater than or equal to "
@@ -162,14 +163,5 @@ def control_validator():
 
 
 def check_name(value, what, shape="EntityName"):
-    """Admin helpers: a name as the model allows (raise ValidationException)."""
-    from .cpmodel import SHAPES
-
-    if not isinstance(value, str):
-        raise ApiError(400, "ValidationException", "%s must be a string" % what)
-    errors = []
-    Validator(SHAPES, _control_pattern)._string(SHAPES[shape], value, what, errors)
-    if errors:
-        raise ApiError(400, "ValidationException", "; ".join(errors))
-
-
+    """Admin helpers: raise ApiError unless `value` is a valid control-plane `shape`."""
+    control_validator().validate(shape, value, what)

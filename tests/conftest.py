@@ -2,8 +2,9 @@
 
 - moto_s3 (session): one moto S3 server with signature checking, shared by all tests
   (each LocalCloud gets its own bucket and IAM user, so tests stay isolated).
-- local_cloud (function): a LocalCloud in tmp_path with device "test-device" in fleet
-  "test-fleet", its key valid for both the edge endpoint and S3; stopped after the test.
+- local_cloud (function): a LocalCloud (the fleet server embedded) in tmp_path with device
+  "test-device" in fleet "test-fleet", its key valid for both the edge endpoint and S3;
+  every request's signature also checked by botocore (fleet_botocheck); stopped after.
 - local_cloud_factory (function): start(**kwargs) -> LocalCloud for tests that need
   options (temporary_key=True, clock=..., another device...); all stopped after the test.
 - agent_config_file (function): (path, dict) of an agent config JSON for local_cloud.
@@ -41,8 +42,11 @@ def local_cloud_factory(tmp_path, moto_s3):
 
     started = []
 
+    import fleet_botocheck
+
     def start(**kwargs):
         kwargs.setdefault("s3", moto_s3)
+        kwargs.setdefault("cross_check", fleet_botocheck.verify)
         cloud = LocalCloud.start(tmp_path / ("cloud-%d" % len(started)), **kwargs)
         started.append(cloud)
         return cloud

@@ -44,8 +44,9 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from edgecore_fleet.errors import ApiError
+
 from . import admin
-from .server import ApiError, JsonReplies
 
 log = logging.getLogger("edgecore_tools.localcloud.iot")
 
@@ -223,6 +224,26 @@ class Pki:
 def iso8601_z(epoch):
     """'2024-01-02T03:04:05Z', the form of the IoT credentials' expiration."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch)))
+
+
+class JsonReplies:
+    """Replies of an AWS JSON endpoint (mixed into a BaseHTTPRequestHandler): every one
+    with ``x-amzn-RequestId``; errors as ``{"message": ...}`` + ``x-amzn-ErrorType``."""
+
+    def _error(self, status, code, message, request_id):
+        payload = json.dumps({"message": message}).encode("utf-8")
+        self._respond(status, payload, request_id, {"x-amzn-ErrorType": code})
+
+    def _respond(self, status, payload, request_id, extra=None):
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("x-amzn-RequestId", request_id)
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
 
 
 class _Handler(JsonReplies, BaseHTTPRequestHandler):

@@ -140,6 +140,13 @@ class MotoS3:
             self._clients[cache_key] = client
         return client
 
+    def fleet_client(self):
+        """The fleet server's S3 client on this server (admin key, edgecore's signer)."""
+        from edgecore_fleet.s3 import S3Client
+
+        return S3Client(self.region, self.admin_access_key, self._admin_secret,
+                        endpoint_url=self.endpoint_url, style="path")
+
     def create_device_key(self, user_name=None):
         """A new IAM user allowed to read objects; returns (access_key, secret_key)."""
         user_name = user_name or "device-" + uuid.uuid4().hex[:12]
@@ -198,7 +205,7 @@ class MotoS3:
 
     def put_object(self, bucket, key, data):
         self.ensure_bucket(bucket)
-        self.client().put_object(Bucket=bucket, Key=key, Body=data)
+        self.fleet_client().put(bucket, key, data)
 
     def alive(self):
         return self._proc is not None and self._proc.poll() is None
