@@ -135,8 +135,6 @@ heartbeats = Table(
     Column("received", Float, nullable=False),
     Column("body", Text, nullable=False),
     Column("access_key_id", String(128)),
-    # The request's SigV4 signature: a replayed heartbeat is refused (unique).
-    Column("signature", String(64), unique=True),
     Index("ix_heartbeats_device", "device"),
 )
 

@@ -28,10 +28,6 @@ ACTIVE_STAGE_DEVICE = ("READYTODEPLOY", "INPROGRESS", "DEPLOYED", "FAILED")
 DEFAULT_OUTPUT = {"S3OutputLocation": "s3://edgecore-fleet/output"}
 
 
-class Replayed(Exception):
-    """A heartbeat whose signature was already recorded (a replayed request)."""
-
-
 def dumps(value):
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
@@ -313,41 +309,30 @@ class Store:
         return out + staged[::-1]
 
     # ------------------------------------------------------------------ heartbeats
-    def add_heartbeat(self, device, fleet, body, received=None, signer=None, signature=None):
+    def add_heartbeat(self, device, fleet, body, received=None, signer=None):
         """Record a heartbeat, its DeploymentResult and what it means for a rollout
         stage, and the device's latest state, in ONE transaction. Returns its id.
 
-        ``signature`` (the request's) is unique: a replay raises Replayed and records
-        nothing. A result moves the device's stage row from READYTODEPLOY/INPROGRESS to
+        Every heartbeat is kept (an agent resends one whose answer it lost: at least
+        once). A result moves the device's stage row from READYTODEPLOY/INPROGRESS to
         DEPLOYED or FAILED exactly once (a conditional UPDATE; a repeated result changes
-        nothing), so racing processes never double-count it.
+        nothing), so neither resends nor racing processes double-count it.
         """
         received = self.clock() if received is None else received
         result = body.get("DeploymentResult")
-        try:
-            with self.tx() as conn:
-                heartbeat_id = conn.execute(insert(t.heartbeats).values(
-                    device=device, fleet=fleet, received=received, body=dumps(body),
-                    access_key_id=signer, signature=signature)).inserted_primary_key[0]
-                if result is not None:
-                    self._record_result(conn, heartbeat_id, device, result, received)
-                values = {"last_heartbeat": received}
-                if "AgentVersion" in body:
-                    values["agent_version"] = body["AgentVersion"]
-                if body.get("Models") is not None:
-                    values["models"] = dumps(body["Models"])
-                conn.execute(update(t.devices).where(t.devices.c.name == device)
-                             .values(**values))
-        except IntegrityError:
-            if signature is not None and self._signature_seen(signature):
-                raise Replayed(signature) from None
-            raise
+        with self.tx() as conn:
+            heartbeat_id = conn.execute(insert(t.heartbeats).values(
+                device=device, fleet=fleet, received=received, body=dumps(body),
+                access_key_id=signer)).inserted_primary_key[0]
+            if result is not None:
+                self._record_result(conn, heartbeat_id, device, result, received)
+            values = {"last_heartbeat": received}
+            if "AgentVersion" in body:
+                values["agent_version"] = body["AgentVersion"]
+            if body.get("Models") is not None:
+                values["models"] = dumps(body["Models"])
+            conn.execute(update(t.devices).where(t.devices.c.name == device).values(**values))
         return heartbeat_id
-
-    def _signature_seen(self, signature):
-        with self.engine.connect() as conn:
-            return conn.execute(select(t.heartbeats.c.id).where(
-                t.heartbeats.c.signature == signature)).first() is not None
 
     def _record_result(self, conn, heartbeat_id, device, result, received):
         name = result.get("DeploymentName")

@@ -7,6 +7,10 @@
   every request's signature also checked by botocore (fleet_botocheck); stopped after.
 - local_cloud_factory (function): start(**kwargs) -> LocalCloud for tests that need
   options (temporary_key=True, clock=..., another device...); all stopped after the test.
+- fleet_postgres (session): a PostgreSQL server started for the fleet server's tests
+  (tests/fleet_pg.py); skipped where PostgreSQL is not installed, except under CI.
+- fleet_db (function, parametrized by the test with "sqlite"/"postgresql"): a fresh
+  database URL of that backend.
 - agent_config_file (function): (path, dict) of an agent config JSON for local_cloud.
 - agent_env (function): the environment for an agent subprocess (credentials from its
   config only, this source tree importable); see edgecore_tools.demo.agent_env.
@@ -34,6 +38,27 @@ def moto_s3():
     s3 = MotoS3.start(region="us-west-2")
     yield s3
     s3.stop()
+
+
+@pytest.fixture(scope="session")
+def fleet_postgres():
+    import fleet_pg
+
+    if not fleet_pg.available():
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed (.ci/run installs it)")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    server = fleet_pg.PostgresServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fleet_db(request, tmp_path):
+    """A fresh database URL: SQLite file or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "fleet.db")
+    return request.getfixturevalue("fleet_postgres").new_database()
 
 
 @pytest.fixture

@@ -77,19 +77,20 @@ class LocalCloud:
     @classmethod
     def start(cls, workdir, s3=None, region="us-west-2", device="test-device",
               fleet="test-fleet", bucket=None, clock=None, temporary_key=False,
-              key_expires_in=None, cross_check=None):
+              key_expires_in=None, cross_check=None, database=None):
         """Start the endpoint (thread, 127.0.0.1:<free port>) with its SQLite DB in
         `workdir`; start moto unless a running MotoS3 is passed (then it is shared and
         left running by stop()). Registers `device` in `fleet` with a key valid for
         both APIs (temporary_key=True: with a session token). cross_check: see
-        FleetApp.extra_check."""
+        FleetApp.extra_check. database: a SQLAlchemy/PostgreSQL URL instead of SQLite."""
         os.makedirs(str(workdir), exist_ok=True)
         own_s3 = s3 is None
         if own_s3:
             s3 = MotoS3.start(region=region)
         db = http = None
         try:
-            db = Store.open(os.path.join(str(workdir), "localcloud.sqlite")).migrate()
+            db = Store.open(database or os.path.join(str(workdir), "localcloud.sqlite"))
+            db.migrate()
             hooks = Hooks(clock)
             app = FleetApp(db, region=region, s3=s3.fleet_client(),
                            clock=lambda: hooks.clock(), date_header=True,

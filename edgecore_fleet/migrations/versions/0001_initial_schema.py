@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 07:45:34.555128
+Create Date: 2026-12-03 07:58:56.520209
 """
 
 import sqlalchemy as sa
@@ -109,9 +109,7 @@ def upgrade():
         sa.Column("received", sa.Float(), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("access_key_id", sa.String(length=128), nullable=True),
-        sa.Column("signature", sa.String(length=64), nullable=True),
         sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("signature"),
     )
     with op.batch_alter_table("heartbeats", schema=None) as batch_op:
         batch_op.create_index("ix_heartbeats_device", ["device"], unique=False)
