@@ -162,8 +162,9 @@ class LocalCloud:
             "endpoint_url": self.endpoint_url,
             "s3_endpoint_url": self.s3_endpoint_url,
             "s3_addressing_style": "path",
-            "credentials": self.credentials_config(),
         }
+        if self.key is not None:
+            config["credentials"] = self.credentials_config()
         config.update(extra)
         return config
 
