@@ -126,21 +126,8 @@ class FleetApp:
                  "access_key_id": auth.partition("Credential=")[2].partition("/")[0] or None}
         payload, error = b"", None
         try:
-            body = _read_body(environ)
-            now = self.clock()
-            verified = sigcheck.verify(environ["REQUEST_METHOD"], raw_path, headers, body,
-                                       self.store.lookup_key, now, self.max_skew)
-            if self.extra_check is not None:
-                self.extra_check(environ["REQUEST_METHOD"], raw_path, headers, body,
-                                 verified.key, verified.region)
-            entry["access_key_id"] = verified.key.access_key
-            ctx = Context(self, verified, now)
-            if api == "device":
-                result = self._device(ctx, environ["REQUEST_METHOD"], path, operation, body)
-                payload = b"" if result is None else json.dumps(result).encode("utf-8")
-            else:
-                result = self._control(ctx, target, operation, body)
-                payload = json.dumps(result).encode("utf-8")
+            with self.store.request():
+                payload = self._serve(environ, api, path, target, operation, headers, entry)
         except (ApiError, sigcheck.AuthError) as e:
             error = (e.status, e.code, e.message)
         except Exception:  # a real internal error: answered as AWS would, cause logged
@@ -168,6 +155,23 @@ class FleetApp:
             self.on_request(entry)
         return self._reply(start_response, entry["status"], payload,
                            [("Content-Type", content_type)] + extra)
+
+    def _serve(self, environ, api, path, target, operation, headers, entry):
+        """Authenticate and run one API request; returns the response body."""
+        raw_path = environ.get("RAW_URI") or environ.get("REQUEST_URI") or _raw_path(environ)
+        body = _read_body(environ)
+        now = self.clock()
+        verified = sigcheck.verify(environ["REQUEST_METHOD"], raw_path, headers, body,
+                                   self.store.lookup_key, now, self.max_skew)
+        if self.extra_check is not None:
+            self.extra_check(environ["REQUEST_METHOD"], raw_path, headers, body,
+                             verified.key, verified.region)
+        entry["access_key_id"] = verified.key.access_key
+        ctx = Context(self, verified, now)
+        if api == "device":
+            result = self._device(ctx, environ["REQUEST_METHOD"], path, operation, body)
+            return b"" if result is None else json.dumps(result).encode("utf-8")
+        return json.dumps(self._control(ctx, target, operation, body)).encode("utf-8")
 
     def _fault(self, operation):
         fault = self.take_fault(operation) if self.take_fault is not None else None

@@ -130,7 +130,7 @@ def create_device_fleet(ctx, p):
 
 
 def describe_device_fleet(ctx, p):
-    with ctx.store.engine.connect() as conn:
+    with ctx.store.read() as conn:
         f = _fleet(conn, p["DeviceFleetName"])
     out = {"DeviceFleetName": f.name, "DeviceFleetArn": arn(ctx, "device-fleet", f.name),
            "OutputConfig": loads(f.output_config), "CreationTime": f.created,
@@ -170,7 +170,7 @@ def delete_device_fleet(ctx, p):
 
 
 def list_device_fleets(ctx, p):
-    with ctx.store.engine.connect() as conn:
+    with ctx.store.read() as conn:
         rows = _rows(conn, t.fleets)
     rows = [r for r in _filter_times(rows, p)
             if not p.get("NameContains") or p["NameContains"] in r["name"]]
@@ -185,7 +185,7 @@ def list_device_fleets(ctx, p):
 
 def get_device_fleet_report(ctx, p):
     d = t.devices.c
-    with ctx.store.engine.connect() as conn:
+    with ctx.store.read() as conn:
         f = _fleet(conn, p["DeviceFleetName"])
         rows = conn.execute(select(d.name, d.last_heartbeat, d.agent_version, d.models).where(
             and_(d.fleet == f.name, d.registration == "REGISTERED"))).all()
@@ -314,7 +314,7 @@ def list_devices(ctx, p):
     model = p.get("ModelName")
     limit = p.get("MaxResults") or DEFAULT_MAX_RESULTS
     offset = decode_token(p.get("NextToken"))
-    with ctx.store.engine.connect() as conn:
+    with ctx.store.read() as conn:
         if model is None:  # paged in SQL: fleets may hold many devices
             rows = [dict(r._mapping) for r in conn.execute(q.offset(offset).limit(limit + 1))]
             more, page = len(rows) > limit, rows[:limit]
@@ -339,12 +339,13 @@ def list_devices(ctx, p):
 def create_edge_packaging_job(ctx, p):
     j = t.packaging_jobs.c
     url = p["OutputConfig"]["S3OutputLocation"]
-    with ctx.store.engine.connect() as conn:
+    with ctx.store.read() as conn:
         if conn.execute(select(j.name).where(j.name == p["EdgePackagingJobName"])).first():
             raise in_use("Edge packaging job %s already exists." % p["EdgePackagingJobName"])
     if not url.startswith("s3://"):
         raise validation("OutputConfig.S3OutputLocation must be the s3://bucket/key of the "
                          "packaged model")
+    ctx.store.pause()
     sha1 = size = message = None
     status = "COMPLETED"
     if ctx.s3 is None:
@@ -390,7 +391,7 @@ def _job_summary(ctx, r):
 
 def describe_edge_packaging_job(ctx, p):
     j = t.packaging_jobs.c
-    with ctx.store.engine.connect() as conn:
+    with ctx.store.read() as conn:
         row = conn.execute(select(t.packaging_jobs).where(j.name == p["EdgePackagingJobName"])
                            ).first()
     if row is None:
@@ -409,7 +410,7 @@ def describe_edge_packaging_job(ctx, p):
 
 
 def list_edge_packaging_jobs(ctx, p):
-    with ctx.store.engine.connect() as conn:
+    with ctx.store.read() as conn:
         rows = _rows(conn, t.packaging_jobs)
     rows = [r for r in _filter_times(rows, p)
             if (not p.get("NameContains") or p["NameContains"] in r["name"])
@@ -496,7 +497,7 @@ def _plan_summary(conn, plan_name):
 
 
 def describe_edge_deployment_plan(ctx, p):
-    with ctx.store.engine.connect() as conn:
+    with ctx.store.read() as conn:
         plan = _plan(conn, p["EdgeDeploymentPlanName"])
         stages, totals = _plan_summary(conn, plan.name)
     summaries = []
@@ -523,7 +524,7 @@ def describe_edge_deployment_plan(ctx, p):
 
 
 def list_edge_deployment_plans(ctx, p):
-    with ctx.store.engine.connect() as conn:
+    with ctx.store.read() as conn:
         rows = _rows(conn, t.plans)
         rows = [r for r in _filter_times(rows, p)
                 if (not p.get("NameContains") or p["NameContains"] in r["name"])
@@ -561,7 +562,7 @@ def list_stage_devices(ctx, p):
     plan_name, stage_name = p["EdgeDeploymentPlanName"], p["StageName"]
     limit = p.get("MaxResults") or DEFAULT_MAX_RESULTS
     offset = decode_token(p.get("NextToken"))
-    with ctx.store.engine.connect() as conn:
+    with ctx.store.read() as conn:
         plan = _plan(conn, plan_name)
         rollout._stage(conn, plan_name, stage_name)
         q = (select(sd.device, sd.status, sd.message, sd.started, d.description)

@@ -137,7 +137,7 @@ def plan_page(conn, name, now):
 def render(store, path, now):
     """(HTTP status, HTML) for a dashboard path."""
     parts = [unquote(p) for p in path.strip("/").split("/") if p]
-    with store.engine.connect() as conn:
+    with store.read() as conn:
         if parts in ([], ["dashboard"]):
             return 200, overview(conn, now)
         if len(parts) == 3 and parts[0] == "dashboard" and parts[1] in ("fleets", "plans"):

@@ -23,16 +23,18 @@ def authorize(operation, params, key):
             % (key.access_key, operation, params["DeviceName"]))
 
 
-def _registered(store, params):
-    name, fleet = params["DeviceName"], params["DeviceFleetName"]
-    device = store.device(name)
-    if device is None or device["fleet"] != fleet or device["registration"] != "REGISTERED":
+def _registered(ctx, params):
+    # authorize() made the key's device the one named; its row came with the key.
+    device = ctx.verified.key.device_row
+    if device is None or device["name"] != params["DeviceName"] or \
+            device["fleet"] != params["DeviceFleetName"] or \
+            device["registration"] != "REGISTERED":
         return None
     return device
 
 
-def _require_registered(store, params):
-    device = _registered(store, params)
+def _require_registered(ctx, params):
+    device = _registered(ctx, params)
     if device is None:
         raise validation("Device %s is not registered with device fleet %s."
                          % (params["DeviceName"], params["DeviceFleetName"]))
@@ -50,7 +52,7 @@ def wire_definition(stored):
 
 
 def get_deployments(ctx, params):
-    device = _require_registered(ctx.store, params)
+    device = _require_registered(ctx, params)
     return {"Deployments": [
         {"DeploymentName": d["name"], "Type": "Model", "FailureHandlingPolicy": d["policy"],
          "Definitions": [wire_definition(x) for x in d["definitions"]]}
@@ -58,14 +60,14 @@ def get_deployments(ctx, params):
 
 
 def send_heartbeat(ctx, params):
-    device = _require_registered(ctx.store, params)
+    device = _require_registered(ctx, params)
     ctx.store.add_heartbeat(device["name"], device["fleet"], params, received=ctx.now,
                             signer=ctx.verified.key.access_key)
     return None
 
 
 def get_device_registration(ctx, params):
-    registered = _registered(ctx.store, params) is not None
+    registered = _registered(ctx, params) is not None
     return {"DeviceRegistration": "REGISTERED" if registered else "NOT_REGISTERED",
             "CacheTTL": ctx.cache_ttl}
 

@@ -51,6 +51,7 @@ class KeyRecord:
         self.expiration = expiration  # epoch seconds or None
         self.device = device
         self.role = role
+        self.device_row = None  # the device's stored row, when the store looked it up
 
     def __repr__(self):
         return "KeyRecord(%r, secret=<redacted>, device=%r, role=%r)" % (
@@ -185,10 +186,14 @@ def verify(method, raw_path, headers, body, lookup_key, now, max_skew=MAX_SKEW):
                                sts)
     sent = fields["Signature"]
     if not hmac.compare_digest(expected.encode("ascii"), sent.encode("utf-8", "replace")):
+        # AWS echoes the canonical request; the session token in it is a secret.
+        shown = "\n".join("x-amz-security-token:<redacted>"
+                          if line.startswith("x-amz-security-token:") else line
+                          for line in canonical.split("\n"))
         raise AuthError(403, "InvalidSignatureException",
                         "%s\n\nThe Canonical String for this request should have been\n'%s'\n\n"
                         "The String-to-Sign should have been\n'%s'\n"
-                        % (MSG_MISMATCH, canonical, sts))
+                        % (MSG_MISMATCH, shown, sts))
     return Verified(key, region, amz_date, expected)
 
 

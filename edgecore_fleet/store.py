@@ -4,6 +4,8 @@
 the schema to the newest Alembic revision (PostgreSQL: under an advisory lock, so many
 processes may start at once). Every method is one transaction, short and self-contained:
 nothing is kept between requests, so any number of server processes share one database.
+Inside ``request()`` (one per API request) the methods share one pooled connection, so
+a request costs one checkout and few round trips; each write still commits at its end.
 SQLite transactions start with ``BEGIN IMMEDIATE`` (a writer waits for the lock instead
 of failing half-way); PostgreSQL runs at READ COMMITTED with row-level conditional
 updates (see ``add_heartbeat`` and ``rollout``).
@@ -17,6 +19,7 @@ import json
 import os
 import threading
 import time
+from contextlib import contextmanager
 
 from sqlalchemy import and_, create_engine, event, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -54,8 +57,7 @@ class Store:
         self.dialect = engine.dialect.name
         self.url = engine.url.render_as_string(hide_password=True)
         self.clock = clock or time.time
-        self._migrated = False
-        self._lock = threading.Lock()
+        self._local = threading.local()
 
     @classmethod
     def open(cls, url_or_path, clock=None, pool_size=5):
@@ -75,16 +77,58 @@ class Store:
             def _sqlite_begin(conn):
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
         else:
+            # No pre-ping (a round trip per checkout): a connection broken by a database
+            # restart fails one request and is then replaced by the pool.
             engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size,
-                                   pool_pre_ping=True)
+                                   pool_recycle=1800)
         return cls(engine, clock)
 
     def close(self):
         self.engine.dispose()
 
+    @contextmanager
+    def request(self):
+        """Share one connection among the store calls of this thread until the end."""
+        with self.engine.connect() as conn:
+            self._local.conn = conn
+            try:
+                yield conn
+                conn.commit()
+            finally:
+                self._local.conn = None
+
+    def pause(self):
+        """End the request's open transaction before slow work (e.g. reading S3), so no
+        lock or snapshot is held meanwhile."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and conn.in_transaction():
+            conn.commit()
+
+    @contextmanager
+    def read(self):
+        """A connection to read with (the request's, if any)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            yield conn
+            return
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
     def tx(self):
-        """A transaction: ``with store.tx() as conn: ...`` (commit, or rollback on error)."""
-        return self.engine.begin()
+        """A transaction: ``with store.tx() as conn: ...``: committed at the end of the
+        block (rolled back on an error), also inside ``request()``."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        try:
+            yield conn
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
 
     # ------------------------------------------------------------------ migrations
     def migrate(self):
@@ -101,7 +145,6 @@ class Store:
                 conn.execute(text("SELECT pg_advisory_xact_lock(7263540017)"))
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
-        self._migrated = True
         return self
 
     def revision(self):
@@ -115,7 +158,7 @@ class Store:
             conn.execute(insert(t.settings).values(name=name, value=dumps(value)))
 
     def get_setting(self, name, default=None):
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             row = conn.execute(select(t.settings.c.value).where(t.settings.c.name == name)
                                ).first()
         return default if row is None else loads(row[0])
@@ -152,12 +195,12 @@ class Store:
 
     def device(self, name):
         """The device row as a dict (models decoded), or None."""
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             row = conn.execute(select(t.devices).where(t.devices.c.name == name)).first()
         return None if row is None else _device_dict(row)
 
     def devices(self):
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             rows = conn.execute(select(t.devices).order_by(t.devices.c.name)).all()
         return [_device_dict(r) for r in rows]
 
@@ -170,16 +213,23 @@ class Store:
                 role=role, created=self.clock()))
 
     def lookup_key(self, akid):
-        with self.engine.connect() as conn:
-            r = conn.execute(select(t.access_keys).where(t.access_keys.c.akid == akid)).first()
+        """The key's KeyRecord, with ``device_row``: its device (one query for both)."""
+        k = t.access_keys.c
+        with self.read() as conn:
+            r = conn.execute(select(t.access_keys, t.devices).select_from(
+                t.access_keys.outerjoin(t.devices, t.devices.c.name == k.device))
+                .where(k.akid == akid)).first()
         if r is None:
             return None
-        return KeyRecord(r.akid, r.secret, r.token, r.expiration, r.device, r.role)
+        key = KeyRecord(r.akid, r.secret, r.token, r.expiration, r.device, r.role)
+        if r.name is not None:
+            key.device_row = _device_dict(r, t.devices.c.keys())
+        return key
 
     def keys(self):
         """Key listing without secrets: [{akid, has_token, expiration, device, role, created}]."""
         k = t.access_keys.c
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             rows = conn.execute(select(k.akid, k.token, k.expiration, k.device, k.role,
                                        k.created).order_by(k.created)).all()
         return [{"akid": r.akid, "has_token": r.token is not None, "expiration": r.expiration,
@@ -218,7 +268,7 @@ class Store:
     def iot_thing(self, thing):
         """{"thing", "device", "certs": set of fingerprints} or None."""
         a = t.iot_attachments.c
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             row = conn.execute(select(t.iot_things).where(t.iot_things.c.thing == thing)
                                ).first()
             if row is None:
@@ -228,7 +278,7 @@ class Store:
 
     def things_with_certificate(self, fingerprint):
         a = t.iot_attachments.c
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             return list(conn.execute(select(a.thing).where(a.fingerprint == fingerprint)
                                      .order_by(a.thing)).scalars())
 
@@ -262,7 +312,7 @@ class Store:
         q = select(t.deployments).order_by(t.deployments.c.id)
         if active_only:
             q = q.where(t.deployments.c.active.is_(True))
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             rows = conn.execute(q).all()
         return [{"name": r.name, "fleet": r.fleet, "device": r.device, "policy": r.policy,
                  "definitions": loads(r.definitions), "active": bool(r.active),
@@ -365,7 +415,7 @@ class Store:
         q = select(h.id, h.device, h.fleet, h.received, h.body, h.access_key_id).order_by(h.id)
         if device is not None:
             q = q.where(h.device == device)
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             rows = conn.execute(q).all()
         return [{"id": r.id, "device": r.device, "fleet": r.fleet, "received": r.received,
                  "body": loads(r.body), "access_key_id": r.access_key_id} for r in rows]
@@ -377,7 +427,7 @@ class Store:
                    ).order_by(r_.id)
         if device is not None:
             q = q.where(r_.device == device)
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             rows = conn.execute(q).all()
         return [{"id": r.id, "device": r.device, "deployment": r.deployment,
                  "status": r.status, "received": r.received, "body": loads(r.body)}
@@ -386,7 +436,7 @@ class Store:
     def counts(self):
         """Figures for /metrics: devices (registered), devices seen, heartbeats, results."""
         d, h, r = t.devices.c, t.heartbeats.c, t.deployment_results.c
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             return {
                 "devices": conn.execute(select(func.count()).select_from(t.devices).where(
                     d.registration == "REGISTERED")).scalar(),
@@ -397,7 +447,8 @@ class Store:
             }
 
 
-def _device_dict(row):
-    out = dict(row._mapping)
+def _device_dict(row, columns=None):
+    m = row._mapping
+    out = dict((c, m[c]) for c in columns) if columns is not None else dict(m)
     out["models"] = loads(out["models"])
     return out

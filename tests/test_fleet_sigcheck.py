@@ -164,6 +164,18 @@ def test_key_and_token_rejections():
     assert info.value.code == "IncompleteSignatureException"
 
 
+def test_a_session_token_never_appears_in_a_mismatch_message():
+    # Found by test_rejects_a_wrong_secret: the echoed canonical request held the token.
+    token = "FwoGZXIvYXdzEJr//////////wEaDH7tokenvalue"
+    req = {"method": "POST", "raw_path": "/GetDeployments", "headers": {}, "body": b"{}",
+           "key": KeyRecord("AKIDX", "s" * 40, token), "region": "us-west-2"}
+    headers = botocore_sign(req)
+    with pytest.raises(AuthError) as info:
+        verify(req, headers, key=KeyRecord("AKIDX", "t" * 40, token))
+    assert token not in info.value.message and token not in str(info.value)
+    assert "x-amz-security-token:<redacted>" in info.value.message
+
+
 def test_content_sha256_must_match_the_body():
     req = {"method": "POST", "raw_path": "/GetDeployments",
            "headers": {"X-Amz-Content-SHA256": "0" * 64}, "body": b"{}",
