@@ -48,12 +48,32 @@ DEACTIVATE = "deactivate"
 RELOAD = "reload"
 CLEANUP = "cleanup"
 
-# Bounds: results wait for a heartbeat; a device offline for long must not grow
-# without limit (the oldest are dropped past this and counted in state["dropped"]).
+# Bounds on what the cloud can make the state hold (issue 11: a hostile listing must
+# neither lose results nor grow the state past what agentstate.loads accepts).
+# Results wait for a heartbeat: no new deployment starts while MAX_PENDING_RESULTS are
+# waiting or they take MAX_PENDING_BYTES of JSON (never dropped while heartbeats work;
+# state["dropped"] counts what the safety net in _finish would still drop).
 MAX_PENDING_RESULTS = 100
+MAX_PENDING_BYTES = 1024 * 1024
+# Names of done deployments the cloud no longer lists, kept in case it lists them again;
+# every done name the latest listing still carries is kept, however many.
 MAX_DONE = 256
-MAX_REASON = 1000
+# Deployments queued from one listing, in JSON bytes (the first one always fits); the
+# rest are queued by a later poll, as the queue drains.
+MAX_QUEUE_BYTES = 64 * 1024
+# Definitions applied per deployment; a longer one fails whole, with this reason.
+MAX_DEFS = 64
+MAX_REASON = 256  # characters of one StatusReason / message (ASCII-escaped)
+SHOW_CHARS = 64  # characters of a cloud value quoted inside a message
 VERSION_DIGITS = 12
+
+# Time bounds (epoch seconds). A server Date outside them is not learnt: one hostile
+# "Date: 31 Dec 9999" would push every later signature past what AWS's date format
+# holds, before anything could be sent to learn better. Signing time stays within.
+MIN_TIME = 946684800  # 2000-01-01T00:00:00Z
+MAX_TIME = 7258118400  # 2200-01-01T00:00:00Z
+# An inference that took longer than a day is a bug, not a measurement.
+MAX_LATENCY_MS = 86400000
 
 _ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 _HEX = "0123456789abcdef"
@@ -151,9 +171,44 @@ def model_name_for(handle):
     return handle if len(handle) >= 4 else handle + "-model"
 
 
-def _clip(reason):
-    reason = str(reason)
-    return reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 3] + "..."
+def ascii_escape(text):
+    """``text`` with every character outside printable ASCII written as a Python escape
+    (``\\xNN``, ``\\uNNNN``, ``\\UNNNNNNNN``; a backslash doubled): control, C1 and bidi
+    characters cannot reach a log or terminal, and each stored character is one byte."""
+    out = []
+    for c in text:
+        o = ord(c)
+        if c == "\\":
+            out.append("\\\\")
+        elif 32 <= o < 127:
+            out.append(c)
+        elif o < 0x100:
+            out.append("\\x%02x" % o)
+        elif o < 0x10000:
+            out.append("\\u%04x" % o)
+        else:
+            out.append("\\U%08x" % o)
+    return "".join(out)
+
+
+def _clip(reason, limit=MAX_REASON):
+    """A message for the state and the cloud: ASCII-escaped, at most ``limit`` chars."""
+    reason = ascii_escape(str(reason)[: limit + 1])
+    return reason if len(reason) <= limit else reason[: limit - 3] + "..."
+
+
+def show(value):
+    """A cloud value quoted inside a message: clipped, ASCII-only, never its whole self."""
+    if isinstance(value, str):
+        clipped = value[:SHOW_CHARS]
+        return "'%s'%s" % (ascii_escape(clipped), "..." if len(value) > SHOW_CHARS else "")
+    if value is None or isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int) and not -(10**18) < value < 10**18:
+        return "a number of %d+ digits" % 18  # repr of a huge int is costly, or refused
+    if isinstance(value, (int, float)):
+        return _clip(repr(value), 24)
+    return "a JSON %s" % ("array" if isinstance(value, list) else "object")
 
 
 # ---- GetDeployments -> queue -----------------------------------------------------
@@ -163,7 +218,8 @@ def normalize_deployment(dep):
     """An EdgeDeployment dict -> the agent's plain form, or None without a valid name.
 
     Problems in a definition do not drop the deployment: they make that model FAIL
-    (``error``), reported like any other failure.
+    (``error``), reported like any other failure. Only what the agent uses is kept, each
+    string valid or clipped: a listing cannot make the state grow past its bounds.
     """
     from edgecore import s3url
 
@@ -174,42 +230,49 @@ def normalize_deployment(dep):
     raw = dep.get("Definitions") or []
     if not isinstance(raw, list):
         raw = []
+    too_many = None
+    if len(raw) > MAX_DEFS:
+        too_many = "deployment has %d definitions; this agent applies at most %d" % (
+            len(raw),
+            MAX_DEFS,
+        )
+        raw = raw[:MAX_DEFS]
     for item in raw:
         if not isinstance(item, dict):
             item = {}
         handle = item.get("ModelHandle")
         desired = item.get("State")
+        checksum = item.get("Checksum")
+        if not isinstance(checksum, dict):
+            checksum = {}
+        csum = checksum.get("Sum")
+        url = item.get("S3Url")
         d = {
-            "handle": handle if isinstance(handle, str) else "",
-            "desired": desired,
-            "s3url": None,
-            "sha1": None,
+            "handle": handle if handle_ok(handle) else "",
+            "desired": desired if desired in (DEPLOY, UNDEPLOY) else None,
+            "s3url": url if isinstance(url, str) and len(url) <= s3url.MAX_URL else None,
+            "sha1": csum.lower() if isinstance(csum, str) and sha1_ok(csum.lower()) else None,
             "error": None,
         }
-        checksum = item.get("Checksum") or {}
-        csum = checksum.get("Sum") if isinstance(checksum, dict) else None
-        if isinstance(csum, str):
-            d["sha1"] = csum.lower()
-        url = item.get("S3Url")
-        if isinstance(url, str):
-            d["s3url"] = url
-        if not handle_ok(handle):
-            d["error"] = "invalid ModelHandle %r: expected 1-63 letters, digits, hyphens" % (
-                handle,
+        if too_many:
+            d["error"] = too_many
+        elif not handle_ok(handle):
+            d["error"] = "invalid ModelHandle %s: expected 1-63 letters, digits, hyphens" % (
+                show(handle),
             )
-        elif desired not in (DEPLOY, UNDEPLOY):
-            d["error"] = "invalid State %r: expected DEPLOY or UNDEPLOY" % (desired,)
+        elif d["desired"] is None:
+            d["error"] = "invalid State %s: expected DEPLOY or UNDEPLOY" % (show(desired),)
         elif desired == DEPLOY:
-            ctype = checksum.get("Type") if isinstance(checksum, dict) else None
+            ctype = checksum.get("Type")
             if ctype != "SHA1":
-                d["error"] = "unsupported Checksum.Type %r: expected SHA1" % (ctype,)
-            elif not sha1_ok(d["sha1"]):
+                d["error"] = "unsupported Checksum.Type %s: expected SHA1" % (show(ctype),)
+            elif d["sha1"] is None:
                 d["error"] = "invalid Checksum.Sum: expected 40 hex digits"
             else:
                 try:
                     s3url.parse(url)
                 except ValueError as exc:
-                    d["error"] = str(exc)
+                    d["error"] = _clip(exc)
         defs.append(d)
     if policy not in (ROLLBACK_ON_FAILURE, DO_NOTHING):
         policy = ROLLBACK_ON_FAILURE
@@ -220,26 +283,45 @@ def plan(state, result, now):
     """Queue the deployments of a GetDeployments result that are not done yet.
 
     The queue is rebuilt from the listing (a deployment the cloud no longer lists is
-    not started); the in-flight one and the ones already done are skipped. Returns the
-    number of listed deployments ignored for lack of a valid DeploymentName.
+    not started); the in-flight one and the ones already done are skipped. The queue
+    holds at most MAX_QUEUE_BYTES of deployments (always at least one): the others are
+    queued by a later call, as it drains. ``done`` keeps every name still listed and the
+    latest MAX_DONE others. Returns the number of listed deployments ignored for lack of
+    a valid DeploymentName.
     """
+    import json
+
     deps = result.get("Deployments") if isinstance(result, dict) else None
     if not isinstance(deps, list):
         deps = []
-    inflight = state.get("inflight")
-    skip = list(state["done"])
-    if inflight:
-        skip.append(inflight["name"])
-    queue = []
+    listed = set()
     ignored = 0
     for dep in deps:
-        n = normalize_deployment(dep)
-        if n is None:
+        name = dep.get("DeploymentName") if isinstance(dep, dict) else None
+        if entity_ok(name):
+            listed.add(name)
+        else:
             ignored += 1
+    done = state["done"]
+    unlisted = [n for n in done if n not in listed]
+    keep = set(unlisted[-MAX_DONE:])
+    state["done"] = done = [n for n in done if n in listed or n in keep]
+    skip = set(done)
+    inflight = state.get("inflight")
+    if inflight:
+        skip.add(inflight["name"])
+    queue = []
+    size = 0
+    for dep in deps:
+        if not isinstance(dep, dict) or dep.get("DeploymentName") not in listed:
             continue
-        if n["name"] in skip:
+        if dep["DeploymentName"] in skip:
             continue
-        skip.append(n["name"])
+        n = normalize_deployment(dep)
+        skip.add(n["name"])
+        size += len(json.dumps(n))
+        if queue and size > MAX_QUEUE_BYTES:
+            break
         queue.append(n)
     state["queue"] = queue
     return ignored
@@ -290,19 +372,31 @@ def keep_list(state):
     return out
 
 
+def results_full(state):
+    """True when no new deployment may start until a heartbeat takes a result: the
+    pending results are at MAX_PENDING_RESULTS or MAX_PENDING_BYTES."""
+    import json
+
+    pending = state["pending"]
+    if len(pending) >= MAX_PENDING_RESULTS:
+        return True
+    return bool(pending) and len(json.dumps(pending)) >= MAX_PENDING_BYTES
+
+
 def next_action(state, now):
     """The next Action to execute, or None when there is nothing to do.
 
     May start the next queued deployment or finish one that needs no I/O (state
-    changes the runner must persist, like those of apply()).
+    changes the runner must persist, like those of apply()). A queued deployment waits
+    (None) while ``results_full``: one more result would be dropped.
     """
     while True:
         if state.get("gc"):
             return Action(CLEANUP, keep=keep_list(state))
         inf = state.get("inflight")
         if inf is None:
-            if not state["queue"]:
-                return None
+            if not state["queue"] or results_full(state):
+                return None  # nothing to do, or wait for a heartbeat to take results
             _begin(state, state["queue"].pop(0), now)
             continue
         act = _step(state, inf, now)
@@ -387,7 +481,7 @@ def _fail(state, inf, reason):
     h = defs[i]["handle"]
     active = state["active"]
     if inf["policy"] == ROLLBACK_ON_FAILURE:
-        why = "deployment stopped: model %s failed" % (h,)
+        why = "deployment stopped: model %s failed" % (h or "?",)
         for j in range(i + 1, len(defs)):
             inf["results"][j]["status"] = FAIL
             inf["results"][j]["reason"] = "not attempted: " + why
@@ -551,20 +645,23 @@ def _finish(state, inf, now):
         if r["rb"]:
             m["RollbackFailureReason"] = r["rb"]
         if m["Status"] != SUCCESS:
-            failures.append("%s: %s" % (d["handle"], m["StatusReason"]))
+            failures.append("%s: %s" % (d["handle"] or "?", m["StatusReason"]))
         models.append(m)
     if not failures:
         status = SUCCESS
         message = "%d of %d models reached their desired state" % (len(models), len(models))
     else:
         status = FAIL
-        message = "%d of %d models failed; first: %s" % (len(failures), len(models), failures[0])
+        tail = ""
         if inf["policy"] == ROLLBACK_ON_FAILURE:
             rolled = inf.get("rolled", 0)
             if rolled:
-                message += "; rolled back: %d model(s) restored to their previous state" % (rolled,)
+                tail = "; rolled back: %d model(s) restored to their previous state" % (rolled,)
             else:
-                message += "; rolled back: nothing had changed, previous state kept"
+                tail = "; rolled back: nothing had changed, previous state kept"
+        head = "%d of %d models failed; first: " % (len(failures), len(models))
+        # The first failure is clipped, never what happened to the deployment as a whole.
+        message = head + _clip(failures[0], MAX_REASON - len(head) - len(tail)) + tail
     result = {
         "DeploymentName": inf["name"],
         "DeploymentStatus": status,
@@ -575,13 +672,12 @@ def _finish(state, inf, now):
     }
     pending = state["pending"]
     pending.append(result)
+    # A safety net: next_action starts nothing while results_full(), so this drops only
+    # after a change of the bounds.
     while len(pending) > MAX_PENDING_RESULTS:
         pending.pop(0)
         state["dropped"] = state.get("dropped", 0) + 1
-    done = state["done"]
-    done.append(inf["name"])
-    while len(done) > MAX_DONE:
-        done.pop(0)
+    state["done"].append(inf["name"])  # plan() bounds it against the listing
     state["last_result"] = result
     state["inflight"] = None
     state["gc"] = True
@@ -590,19 +686,46 @@ def _finish(state, inf, now):
 # ---- inference metrics and heartbeats --------------------------------------------
 
 
+def finite(x):
+    """True for an int or float that is neither NaN nor infinite (bool is not a number)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == x and x - x == 0
+
+
+def time_ok(t):
+    """True for epoch seconds the agent can sign and report: 0 <= t <= MAX_TIME."""
+    return finite(t) and 0 <= t <= MAX_TIME
+
+
+def check_inference(latency_ms=None, sample_time=None, now=None):
+    """Raise ValueError (naming the field and the constraint) unless each value given is
+    acceptable for a heartbeat: ``latency_ms`` a finite number of milliseconds in
+    [0, MAX_LATENCY_MS], ``sample_time`` and ``now`` epoch seconds in [0, MAX_TIME].
+    None means "not given". Used when an inference is recorded and when a spool line
+    is read back."""
+    if latency_ms is not None and not (finite(latency_ms) and 0 <= latency_ms <= MAX_LATENCY_MS):
+        raise ValueError(
+            "record_inference: latency_ms must be a finite number of milliseconds in 0..%d "
+            "or None, got %s" % (MAX_LATENCY_MS, show(latency_ms))
+        )
+    for field, value in (("sample_time", sample_time), ("now", now)):
+        if value is not None and not time_ok(value):
+            raise ValueError(
+                "record_inference: %s must be epoch seconds in 0..%d (year 2200) or None, "
+                "got %s" % (field, MAX_TIME, show(value))
+            )
+
+
 def record_inference(state, model_handle, latency_ms=None, sample_time=None, now=None):
     """Record one inference of an active model (the application's hook).
 
     Feeds the heartbeat's LatestInference (``now``), LatestSampleTime (``sample_time``)
     and ModelMetrics (count, mean and max latency since the last acknowledged
     heartbeat). Returns False (and records nothing) when the handle is not active.
+    Raises ValueError (``check_inference``) for a value a heartbeat could not carry.
     """
-    if not isinstance(now, (int, float)):
-        raise ValueError("record_inference: now must be epoch seconds, got %r" % (now,))
-    if latency_ms is not None and (not isinstance(latency_ms, (int, float)) or latency_ms < 0):
-        raise ValueError("record_inference: latency_ms must be a number >= 0 or None")
-    if sample_time is not None and not isinstance(sample_time, (int, float)):
-        raise ValueError("record_inference: sample_time must be epoch seconds or None")
+    if now is None:
+        raise ValueError("record_inference: now must be epoch seconds, got None")
+    check_inference(latency_ms, sample_time, now)
     if model_handle not in state["active"]:
         return False
     metrics = state["metrics"]
@@ -620,6 +743,30 @@ def record_inference(state, model_handle, latency_ms=None, sample_time=None, now
     if sample_time is not None:
         m["ls"] = int(sample_time)
     return True
+
+
+def metrics_ok(m):
+    """True for a metrics record (``state["metrics"][handle]``) a heartbeat can carry:
+    counts are integers with 0 <= ln <= n, sum and max finite and in range, times valid.
+    """
+    if not isinstance(m, dict):
+        return False
+    n, ln, total, top = m.get("n"), m.get("ln"), m.get("sum"), m.get("max")
+    if isinstance(n, bool) or isinstance(ln, bool) or not isinstance(n, int):
+        return False
+    if not (isinstance(ln, int) and 0 <= ln <= n and finite(total) and finite(top)):
+        return False
+    if not (0 <= top <= MAX_LATENCY_MS and 0 <= total <= ln * MAX_LATENCY_MS):
+        return False
+    return all(m.get(k) is None or time_ok(m[k]) for k in ("li", "ls"))
+
+
+def _agent_metric_ok(metric):
+    return (
+        isinstance(metric, dict)
+        and finite(metric.get("Value"))
+        and (metric.get("Timestamp") is None or time_ok(metric["Timestamp"]))
+    )
 
 
 def _model_metrics(m, now):
@@ -654,21 +801,34 @@ def _model_metrics(m, now):
 def heartbeat_params(state, agent_version, device_name, fleet_name, agent_metrics, now):
     """SendHeartbeat parameters and a ``sent`` token for heartbeat_done().
 
-    Carries the oldest pending DeploymentResult (SendHeartbeat takes one).
+    Carries the oldest pending DeploymentResult (SendHeartbeat takes one). Metrics a
+    heartbeat could not carry (NaN, infinite, out of range) are left out, never the
+    heartbeat: a bad record of ``state["metrics"]`` is deleted, and ``sent["dropped"]``
+    names what was left out (``metrics[<handle>]``, ``AgentMetrics[<i>]``) for the log.
     """
     params = {
         "AgentVersion": agent_version,
         "DeviceName": device_name,
         "DeviceFleetName": fleet_name,
     }
-    if agent_metrics:
-        params["AgentMetrics"] = agent_metrics
+    sent = {"result": None, "metrics": {}, "dropped": []}
+    good = []
+    for i in range(len(agent_metrics or [])):
+        if _agent_metric_ok(agent_metrics[i]):
+            good.append(agent_metrics[i])
+        else:
+            sent["dropped"].append("AgentMetrics[%d]" % i)
+    if good:
+        params["AgentMetrics"] = good
     models = []
-    sent = {"result": None, "metrics": {}}
     for h in sorted(state["active"]):
         a = state["active"][h]
         model = {"ModelName": a["name"], "ModelVersion": a["version"]}
         m = state["metrics"].get(h)
+        if m is not None and not metrics_ok(m):
+            del state["metrics"][h]
+            sent["dropped"].append("metrics[%s]" % h)
+            m = None
         if m is not None:
             if m["li"] is not None:
                 model["LatestInference"] = m["li"]
@@ -718,20 +878,42 @@ def heartbeat_done(state, sent, ok, now):
 # ---- clock and retries -----------------------------------------------------------
 
 
+def _offset(state):
+    off = state.get("clock_offset", 0)
+    return off if isinstance(off, int) and -MAX_TIME <= off <= MAX_TIME else 0
+
+
 def signing_time(raw_now, state):
-    """The time to sign with: the device clock corrected by the learned offset,
-    never below the floor (the last time the state was saved)."""
-    t = int(raw_now) + int(state.get("clock_offset", 0))
-    floor = int(state.get("clock_floor", 0))
-    return t if t > floor else floor
+    """The time to sign with: the device clock corrected by the learned offset, never
+    below the floor (the last time the state was saved), and within 0..MAX_TIME (a
+    clock past it signs at MAX_TIME: the service then answers with its Date)."""
+    raw = int(raw_now) if finite(raw_now) else 0
+    t = raw + _offset(state)
+    floor = state.get("clock_floor", 0)
+    if time_ok(floor) and t < floor:
+        t = int(floor)
+    if t < 0:
+        return 0
+    return t if t <= MAX_TIME else MAX_TIME
 
 
 def correct_clock(state, raw_now, server_time):
-    """Learn the offset from a server's Date after a request rejected as skewed."""
+    """Learn the offset from a server's Date after a request rejected as skewed.
+
+    Returns the new offset, or None, leaving the state as it was, when the correction
+    is refused: the server's time is outside MIN_TIME..MAX_TIME (years 2000..2200; one
+    hostile "Date: 31 Dec 9999" must not push signing out of range for good) or the
+    device clock is not a finite number. The caller logs a refusal and keeps its offset.
+    """
+    if not (finite(server_time) and MIN_TIME <= server_time <= MAX_TIME):
+        return None
+    if not finite(raw_now) or not -MAX_TIME <= raw_now <= 2 * MAX_TIME:
+        return None
     state["clock_offset"] = int(server_time) - int(raw_now)
     # A floor above the server's own time would keep us skewed forever.
     if state.get("clock_floor", 0) > server_time:
         state["clock_floor"] = int(server_time)
+    return state["clock_offset"]
 
 
 def is_skew_error(code, message):

@@ -3,8 +3,14 @@
 The state is a dict of plain JSON values (see ``new_state``); ``edgecore.agent``
 mutates it, the runner saves it atomically after every step. ``load`` checks a saved
 document thoroughly, because a state that lies about what is active would make the
-agent remove or trust the wrong files: any problem raises ``StateError`` naming the
-field and the expected form.
+agent remove or trust the wrong files: a problem of form raises ``StateError`` naming
+the field and the expected form. A number out of range is repaired instead, never
+fatal: a clock offset or floor is reset to 0, a bookkeeping count to 0, a time that is
+only reported to null (or, for a deployment's start, to the floor), a metrics record
+or a pending result that a heartbeat could not carry is removed (the result counted
+in ``dropped``); ``validate(doc, fixed)`` appends the name of each repaired field to
+the list ``fixed`` so the runner can log them. ``dumps`` refuses (``StateError``) a
+state that ``loads`` would refuse for its size, so what is saved always loads.
 
 Schema (version 1)::
 
@@ -26,6 +32,7 @@ from edgecore.errors import EdgecoreError
 from edgecore.jsonenc import load_bounded
 
 SCHEMA_VERSION = 1
+MAX_COUNT = 2**31 - 1  # heartbeat_failures, dropped, metrics counts
 # A state file is small (tens of KiB); anything much larger is not ours.
 MAX_STATE_BYTES = 4 * 1024 * 1024
 JSON_DEPTH = 32  # the state nests a few levels; a corrupt file must not recurse the parser
@@ -60,14 +67,21 @@ def new_state(now=0):
 
 
 def dumps(state):
-    """The state as UTF-8 JSON bytes."""
+    """The state as UTF-8 JSON bytes; StateError when larger than MAX_STATE_BYTES (the
+    caller keeps the previous file: writing it would make the agent unable to start)."""
     import json
 
-    return json.dumps(state).encode("utf-8")
+    data = json.dumps(state).encode("utf-8")
+    if len(data) > MAX_STATE_BYTES:
+        raise StateError(
+            "document", "%d bytes, larger than %d: not saved" % (len(data), MAX_STATE_BYTES)
+        )
+    return data
 
 
-def loads(data):
-    """Parse and validate saved bytes; returns the state or raises StateError."""
+def loads(data, fixed=None):
+    """Parse and validate saved bytes; returns the state or raises StateError.
+    ``fixed``: see ``validate``."""
     if isinstance(data, str):
         data = data.encode("utf-8")
     if len(data) > MAX_STATE_BYTES:
@@ -78,7 +92,7 @@ def loads(data):
         doc = load_bounded(bytes(data), MAX_STATE_BYTES, JSON_DEPTH)
     except ValueError as exc:
         raise StateError("document", "expected UTF-8 JSON (%s)" % (exc,)) from None
-    return validate(doc)
+    return validate(doc, fixed)
 
 
 def _is_int(v):
@@ -94,8 +108,21 @@ def _need(cond, field, detail):
         raise StateError(field, detail)
 
 
-def _check_entry(field, e):
-    from edgecore.agent import sha1_ok
+def _count_ok(v):
+    return _is_int(v) and 0 <= v <= MAX_COUNT
+
+
+def _repair(doc, key, ok, value, fixed, field=None):
+    """Reset ``doc[key]`` to ``value`` unless ``ok``; note ``field`` (default: the key)
+    in ``fixed``."""
+    if not ok:
+        doc[key] = value
+        if fixed is not None:
+            fixed.append(field or key)
+
+
+def _check_entry(field, e, fixed):
+    from edgecore.agent import sha1_ok, time_ok
 
     _need(isinstance(e, dict), field, "expected an object")
     for k in ("name", "version", "sha1"):
@@ -109,6 +136,12 @@ def _check_entry(field, e):
     for k in ("size", "activated"):
         v = e.get(k)
         _need(v is None or _is_int(v), field + "." + k, "expected an integer or null")
+    # Only reported (status, logs): an impossible value becomes null.
+    size, activated = e.get("size"), e.get("activated")
+    _repair(e, "size", size is None or size >= 0, None, fixed, field + ".size")
+    _repair(
+        e, "activated", activated is None or time_ok(activated), None, fixed, field + ".activated"
+    )
 
 
 _DEF_KEYS = ("handle", "desired", "s3url", "sha1", "error")
@@ -131,12 +164,23 @@ def _check_defs(field, defs):
             )
 
 
-def _check_inflight(inf):
+def _key(h):
+    """A handle as it appears in a field name: itself when valid, else quoted and clipped."""
+    from edgecore.agent import handle_ok, show
+
+    return h if handle_ok(h) else show(h)
+
+
+def _check_inflight(inf, floor, fixed):
+    from edgecore.agent import show, time_ok
+
     _need(isinstance(inf, dict), "inflight", "expected an object or null")
     for k in ("name", "policy", "phase", "step"):
         _need(isinstance(inf.get(k), str), "inflight." + k, "expected a string")
     _need(inf["phase"] in ("apply", "rollback"), "inflight.phase", "expected apply or rollback")
     _need(_is_num(inf.get("start")), "inflight.start", "expected epoch seconds")
+    # Reported as DeploymentStartTime: the last save is the best time known.
+    _repair(inf, "start", time_ok(inf["start"]), floor, fixed, "inflight.start")
     _need(_is_int(inf.get("i")) and inf["i"] >= 0, "inflight.i", "expected an integer >= 0")
     defs = inf.get("defs")
     results = inf.get("results")
@@ -158,27 +202,52 @@ def _check_inflight(inf):
     _need(isinstance(before, dict), "inflight.before", "expected an object")
     for h in before:
         if before[h] is not None:
-            _check_entry("inflight.before[%s]" % h, before[h])
+            _check_entry("inflight.before[%s]" % _key(h), before[h], fixed)
     for k in ("prev", "staged"):
         if inf.get(k) is not None:
-            _check_entry("inflight." + k, inf[k])
+            _check_entry("inflight." + k, inf[k], fixed)
     rb = inf.get("rb")
     if inf["phase"] == "rollback":
         _need(
             isinstance(rb, dict)
             and isinstance(rb.get("todo"), list)
             and isinstance(rb.get("targets"), dict)
-            and _is_int(rb.get("k")),
+            and _is_int(rb.get("k"))
+            and rb["k"] >= 0,
             "inflight.rb",
-            "expected {todo, targets, k, step} during a rollback",
+            "expected {todo, targets, k >= 0, step} during a rollback",
         )
         for h in rb["todo"]:
-            _need(h in rb["targets"], "inflight.rb.targets", "missing handle %r" % (h,))
+            _need(h in rb["targets"], "inflight.rb.targets", "missing handle %s" % (show(h),))
 
 
-def validate(doc):
-    """Check a decoded state document; returns it (missing optional keys filled in)."""
-    from edgecore.agent import handle_ok
+def _result_ok(p):
+    """A pending DeploymentResult a heartbeat can carry (its times in range)."""
+    from edgecore.agent import time_ok
+
+    times = ("DeploymentStartTime", "DeploymentEndTime")
+    return all(p.get(k) is None or time_ok(p[k]) for k in times)
+
+
+def _check_metrics(doc, fixed):
+    from edgecore.agent import metrics_ok
+
+    _need(isinstance(doc["metrics"], dict), "metrics", "expected an object")
+    for h in list(doc["metrics"]):
+        m = doc["metrics"][h]
+        if isinstance(m, dict):
+            m.setdefault("li", None)
+            m.setdefault("ls", None)
+        if not metrics_ok(m):  # never sent: dropped, as heartbeat_params would
+            del doc["metrics"][h]
+            if fixed is not None:
+                fixed.append("metrics[%s]" % _key(h))
+
+
+def validate(doc, fixed=None):
+    """Check a decoded state document; returns it (missing optional keys filled in,
+    numbers out of range repaired; the repaired fields are appended to ``fixed``)."""
+    from edgecore.agent import MAX_TIME, handle_ok, show, time_ok
 
     _need(isinstance(doc, dict), "document", "expected a JSON object")
     schema = doc.get("schema")
@@ -186,28 +255,29 @@ def validate(doc):
     _need(
         schema == SCHEMA_VERSION,
         "schema",
-        "version %r is not supported by this agent (expected %d)" % (schema, SCHEMA_VERSION),
+        "version %s is not supported by this agent (expected %d)" % (show(schema), SCHEMA_VERSION),
     )
     fresh = new_state()
     for k in fresh:
         if k not in doc:
             doc[k] = fresh[k]
-    for k in ("clock_floor", "clock_offset", "heartbeat_failures", "dropped"):
-        _need(_is_int(doc[k]), k, "expected an integer")
-    _need(doc["clock_floor"] >= 0, "clock_floor", "expected epoch seconds >= 0")
-    _need(
-        doc["last_heartbeat"] is None or _is_num(doc["last_heartbeat"]),
-        "last_heartbeat",
-        "expected epoch seconds or null",
-    )
+    # Clock: a bad offset or floor is forgotten (the next skew answer teaches it again);
+    # one past MAX_TIME would make every signature unformattable.
+    floor, offset = doc["clock_floor"], doc["clock_offset"]
+    _repair(doc, "clock_floor", _is_int(floor) and time_ok(floor), 0, fixed)
+    _repair(doc, "clock_offset", _is_int(offset) and -MAX_TIME <= offset <= MAX_TIME, 0, fixed)
+    for k in ("heartbeat_failures", "dropped"):
+        _repair(doc, k, _count_ok(doc[k]), 0, fixed)
+    last = doc["last_heartbeat"]
+    _repair(doc, "last_heartbeat", last is None or time_ok(last), None, fixed)
     _need(isinstance(doc["gc"], bool), "gc", "expected true or false")
     active = doc["active"]
     _need(isinstance(active, dict), "active", "expected an object")
     for h in active:
-        _need(handle_ok(h), "active", "handle %r is not a valid ModelHandle" % (h,))
-        _check_entry("active[%s]" % h, active[h])
+        _need(handle_ok(h), "active", "handle %s is not a valid ModelHandle" % (show(h),))
+        _check_entry("active[%s]" % h, active[h], fixed)
     if doc["inflight"] is not None:
-        _check_inflight(doc["inflight"])
+        _check_inflight(doc["inflight"], doc["clock_floor"], fixed)
     for k in ("queue", "pending", "done"):
         _need(isinstance(doc[k], list), k, "expected a list")
     for j in range(len(doc["pending"])):
@@ -217,6 +287,28 @@ def validate(doc):
             "pending[%d]" % j,
             "expected a DeploymentResult with a DeploymentName",
         )
+    keep = [p for p in doc["pending"] if _result_ok(p)]
+    if len(keep) < len(doc["pending"]):  # SendHeartbeat would refuse them for ever
+        doc["dropped"] = min(MAX_COUNT, doc["dropped"] + len(doc["pending"]) - len(keep))
+        doc["pending"] = keep
+        if fixed is not None:
+            fixed.append("pending")
+    res = doc["last_result"]
+    # Shown by `edgecore status` only.
+    _repair(
+        doc,
+        "last_result",
+        res is None
+        or (
+            isinstance(res, dict)
+            and isinstance(res.get("DeploymentName"), str)
+            and isinstance(res.get("DeploymentModels"), list)
+            and all(isinstance(m, dict) for m in res["DeploymentModels"])
+            and _result_ok(res)
+        ),
+        None,
+        fixed,
+    )
     for j in range(len(doc["queue"])):
         q = doc["queue"][j]
         _need(
@@ -230,20 +322,5 @@ def validate(doc):
         _check_defs("queue[%d].defs" % j, q["defs"])
     for name in doc["done"]:
         _need(isinstance(name, str), "done", "expected a list of strings")
-    _need(isinstance(doc["metrics"], dict), "metrics", "expected an object")
-    for h in doc["metrics"]:
-        m = doc["metrics"][h]
-        _need(
-            isinstance(m, dict)
-            and _is_int(m.get("n"))
-            and _is_int(m.get("ln"))
-            and _is_num(m.get("sum"))
-            and _is_num(m.get("max"))
-            and (m.get("li") is None or _is_num(m["li"]))
-            and (m.get("ls") is None or _is_num(m["ls"])),
-            "metrics[%s]" % h,
-            "expected {n, ln, sum, max, li, ls}",
-        )
-        m.setdefault("li", None)
-        m.setdefault("ls", None)
+    _check_metrics(doc, fixed)
     return doc

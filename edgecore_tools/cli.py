@@ -6,13 +6,19 @@
 ``run`` polls GetDeployments, applies deployments (download, verify, activate), and
 sends heartbeats every ``heartbeat_interval`` seconds until SIGTERM/SIGINT; with
 ``--once`` it does one full cycle and exits 0 when the poll and the heartbeat succeeded
-(a deployment that FAILed and was reported still counts), 1 otherwise, 2 on a bad
-config. ``status`` reads the saved state only (no network).
+(a deployment that FAILed and was reported still counts), 1 otherwise. Exit 78
+(EX_CONFIG) means "fix the configuration": the config file or the credentials are
+missing or invalid, so restarting cannot help (the systemd unit does not restart on
+it). ``status`` reads the saved state only (no network). Ctrl-C exits 130 without a
+traceback; output cut by a closed pipe (``| head``) ends quietly.
 
 Logs: one JSON object per line on stderr, ``{"ts", "level", "event", ...}``. Values
 under secret-looking keys, the configured secret key / session token, and
 Authorization / Signature / security-token fragments are replaced by ``<redacted>``.
-When stderr is a terminal, downloads show a progress line.
+C1 control, bidi and line-separator characters (which could reorder or hide what a
+terminal shows) are written as ``\\uXXXX`` escapes in log lines, and escaped the same
+way, with C0 controls, in what ``status`` prints. When stderr is a terminal, downloads
+show a progress line.
 """
 
 import argparse
@@ -25,7 +31,30 @@ import sys
 import threading
 import time
 
+from edgecore import __version__
+
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+EX_CONFIG = 78  # sysexits.h: configuration error
+EX_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
+# Characters a terminal acts on instead of showing: C1 controls, bidi embeddings /
+# overrides / isolates and marks, line and paragraph separators, lone surrogates
+# (which would also make writing the line fail). JSON leaves them raw with
+# ensure_ascii=False; C0 controls are escaped by JSON already.
+_UNSAFE = "\u0080-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff"
+_UNSAFE_IN_JSON = re.compile("[" + _UNSAFE + "]")
+_UNSAFE_IN_TEXT = re.compile("[\x00-\x1f\x7f" + _UNSAFE + "]")
+
+
+def _escape(match):
+    return "\\u%04x" % ord(match.group(0))
+
+
+def printable(text):
+    """``text`` for a terminal: control, C1, bidi and separator characters as ``\\uXXXX``
+    (other non-ASCII letters stay as they are)."""
+    return _UNSAFE_IN_TEXT.sub(_escape, str(text))
+
+
 _SECRET_KEY = re.compile(
     r"(secret|token|password|passwd|authorization|signature|credential|"
     r"private)",
@@ -41,7 +70,15 @@ _SECRET_TEXT = [
         re.compile(r"(X-Amz-Security-Token[\"']?\s*[:=]\s*[\"']?)[^\"'&,}\s]+", re.IGNORECASE),
         r"\1<redacted>",
     ),
-    (re.compile(r"(aws_secret_access_key\s*[:=]\s*)\S+", re.IGNORECASE), r"\1<redacted>"),
+    # A key's value, not a description of it ("AWS_SECRET_ACCESS_KEY: not set").
+    (
+        re.compile(
+            r"(aws_secret_access_key\s*[:=]\s*)"
+            r"(?!(?:not set|not found|missing|unset|empty|none|null|<redacted>)\b)\S+",
+            re.IGNORECASE,
+        ),
+        r"\1<redacted>",
+    ),
 ]
 
 
@@ -82,7 +119,7 @@ class JsonLogger:
         }
         for k, v in fields.items():
             record[k] = self.redact(v, k)
-        line = json.dumps(record, default=str, ensure_ascii=False)
+        line = _UNSAFE_IN_JSON.sub(_escape, json.dumps(record, default=str, ensure_ascii=False))
         with self._lock:
             if self.progress is not None:
                 self.progress.clear()
@@ -129,7 +166,7 @@ class Progress:
 
 
 def _fail(message, code=1):
-    sys.stderr.write("edgecore: error: %s\n" % (message,))
+    sys.stderr.write("edgecore: error: %s\n" % (printable(message),))
     return code
 
 
@@ -217,6 +254,19 @@ def start_watchdog(stop, environ=None):
     return thread
 
 
+def _start_exit_code(exc):
+    """EX_CONFIG for what only a fixed config or credentials can cure (no credentials
+    found, a malformed source, a certificate the IoT endpoint refuses); 1 otherwise."""
+    from edgecore_ports.credentials import CredentialsError
+    from edgecore_ports.runner import ConfigError
+
+    if isinstance(exc, ConfigError):
+        return EX_CONFIG
+    if isinstance(exc, CredentialsError) and not getattr(exc, "retryable", False):
+        return EX_CONFIG
+    return 1
+
+
 def cmd_run(args):
     from edgecore.agentstate import StateError
     from edgecore.errors import EdgecoreError
@@ -225,7 +275,7 @@ def cmd_run(args):
     try:
         config = read_config_file(args.config)
     except ConfigError as exc:
-        return _fail(exc, 2)
+        return _fail(exc, EX_CONFIG)
     log = JsonLogger(level=args.log_level, secrets=_known_secrets(config))
     route_python_logging(log)
     progress = None
@@ -247,7 +297,7 @@ def cmd_run(args):
             % (exc, os.path.join(config["state_dir"], "state.json"))
         )
     except (EdgecoreError, OSError, ValueError) as exc:
-        return _fail("cannot start: %s" % (log.redact(str(exc)),))
+        return _fail("cannot start: %s" % (log.redact(str(exc)),), _start_exit_code(exc))
     log(
         "info",
         "agent.started",
@@ -283,7 +333,10 @@ def cmd_run(args):
 def _when(epoch):
     if epoch is None:
         return "never"
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
+    except (TypeError, ValueError, OverflowError, OSError):
+        return "invalid time %s" % (printable(repr(epoch)[:40]),)
 
 
 def status_summary(state):
@@ -321,11 +374,12 @@ def cmd_status(args):
     try:
         config = read_config_file(args.config)
     except ConfigError as exc:
-        return _fail(exc, 2)
+        return _fail(exc, EX_CONFIG)
     path = os.path.join(config["state_dir"], STATE_FILE)
+    fixed = []
     try:
         with open(path, "rb") as f:
-            state = agentstate.loads(f.read())
+            state = agentstate.loads(f.read(agentstate.MAX_STATE_BYTES + 1), fixed)
     except FileNotFoundError:
         state = agentstate.new_state()
     except OSError as exc:
@@ -335,10 +389,27 @@ def cmd_status(args):
     summary = status_summary(state)
     summary["device"] = config["device_name"]
     summary["fleet"] = config["fleet_name"]
+    if fixed:
+        summary["repaired"] = fixed
     if args.json:
+        # ensure_ascii: every non-ASCII character, bidi and C1 included, is escaped.
         print(json.dumps(summary, indent=2, sort_keys=True))
         return 0
+    print(printable_lines(_status_lines(config, summary)))
+    return 0
+
+
+def printable_lines(lines):
+    return "\n".join(printable(line) for line in lines)
+
+
+def _status_lines(config, summary):
     out = ["device %s (fleet %s)" % (config["device_name"], config["fleet_name"])]
+    if summary.get("repaired"):
+        out.append(
+            "state: out-of-range values reset on load (the agent does the same): %s"
+            % ", ".join(summary["repaired"])
+        )
     if summary["active_models"]:
         out.append("active models:")
         for m in summary["active_models"]:
@@ -356,17 +427,17 @@ def cmd_status(args):
             "last deployment: %s %s at %s: %s"
             % (
                 res["DeploymentName"],
-                res["DeploymentStatus"],
-                _when(res["DeploymentEndTime"]),
-                res["DeploymentStatusMessage"],
+                res.get("DeploymentStatus", "?"),
+                _when(res.get("DeploymentEndTime")),
+                res.get("DeploymentStatusMessage", ""),
             )
         )
         for m in res["DeploymentModels"]:
             line = "  %s %s -> %s: %s" % (
                 m.get("ModelHandle", "?"),
                 m.get("DesiredState", "?"),
-                m["Status"],
-                m["StatusReason"],
+                m.get("Status", "?"),
+                m.get("StatusReason", ""),
             )
             if m.get("RollbackFailureReason"):
                 line += " (rollback failed: %s)" % m["RollbackFailureReason"]
@@ -379,14 +450,14 @@ def cmd_status(args):
     if summary["heartbeat_failures"]:
         hb += " (%d failed since)" % summary["heartbeat_failures"]
     out.append(hb)
-    print("\n".join(out))
-    return 0
+    return out
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="edgecore", description="SageMaker Edge Manager device agent (edgecore)."
     )
+    parser.add_argument("--version", action="version", version="edgecore " + __version__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     run = sub.add_parser("run", help="run the agent (poll, deploy, heartbeat)")
@@ -406,7 +477,20 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except KeyboardInterrupt:  # Ctrl-C outside the service loop (which handles SIGINT)
+        sys.stderr.write("edgecore: interrupted\n")
+        return EX_INTERRUPTED
+    except BrokenPipeError:
+        # `edgecore status | head`: the reader is gone. Point stdout at /dev/null so the
+        # interpreter's final flush does not raise again, and stop quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 1
 
 
 if __name__ == "__main__":

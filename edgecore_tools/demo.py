@@ -6,7 +6,9 @@ temporary directory, register device "demo-device" in fleet "demo-fleet", genera
 small model, deploy it, write the agent's config and run ``edgecore run --once`` until
 the model is active on disk and the cloud has received a heartbeat whose
 DeploymentResult says SUCCESS. Then print what happened. Exits non-zero, saying why, if
-any step fails.
+any step fails; Ctrl-C (or SIGTERM) stops everything it started, removes its temporary
+directory and exits 130 without a traceback. Needs no Node.js (only the tests'
+MicroPython runner does).
 """
 
 import argparse
@@ -15,6 +17,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -248,6 +251,23 @@ def run_demo(workdir, max_runs=5, model_size=64 * 1024, agent_cmd=None, s3=None)
         cloud.stop()
 
 
+def start_s3():
+    """The S3 stand-in (a child process), started with SIGINT blocked: a child inherits
+    the mask, so a Ctrl-C in the terminal reaches only the demo, which then stops the
+    child itself (instead of the child dying with a traceback of its own)."""
+    from edgecore_tools.localcloud import MotoS3
+
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT])
+    try:
+        return MotoS3.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)  # a Ctrl-C meanwhile arrives now
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM: the same clean stop as Ctrl-C
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(
         prog="python -m edgecore_tools.demo",
@@ -261,9 +281,19 @@ def main(argv=None):
     except DemoFailed as e:
         sys.stderr.write("demo FAILED: %s\n" % e)
         return 1
-    workdir = args.workdir or tempfile.mkdtemp(prefix="edgecore-demo-")
+    signal.signal(signal.SIGTERM, _interrupt)
+    workdir = None
+    s3 = None
     try:
-        run_demo(workdir, args.max_runs, args.model_size)
+        workdir = args.workdir or tempfile.mkdtemp(prefix="edgecore-demo-")
+        s3 = start_s3()
+        run_demo(workdir, args.max_runs, args.model_size, s3=s3)
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: cleanup goes on
+        sys.stderr.write("demo: interrupted; stopped the local cloud\n")
+        if args.workdir is None and workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)  # it holds the device's agent.json
+        return 130
     except DemoFailed as e:
         sys.stderr.write("demo FAILED: %s\n" % e)
         if args.workdir is None:
@@ -272,6 +302,9 @@ def main(argv=None):
     except Exception as e:
         sys.stderr.write("demo FAILED: %s: %s\n" % (type(e).__name__, e))
         return 1
+    finally:
+        if s3 is not None:
+            s3.stop()
     if args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0

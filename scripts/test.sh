@@ -3,7 +3,7 @@
 # compile check of the portable core, the core's tests under MicroPython, then pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --micropython
 export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== ruff"

@@ -86,6 +86,17 @@ class Sim:
             now += 1
 
 
+def ack(state, n, now=5000):
+    """n successful heartbeats, as the runner sends them; returns the results sent."""
+    out = []
+    for _ in range(n):
+        params, sent = agent.heartbeat_params(state, "1", "dev", "fleet", [], now)
+        if "DeploymentResult" in params:
+            out.append(params["DeploymentResult"]["DeploymentName"])
+        agent.heartbeat_done(state, sent, True, now)
+    return out
+
+
 def active_shas(state):
     out = {}
     for h in state["active"]:
@@ -382,9 +393,10 @@ def test_heartbeat_carries_oldest_result_until_acknowledged():
     agent.heartbeat_done(state, sent, True, 2001)
     assert [p["DeploymentName"] for p in state["pending"]] == ["d2"]
     assert state["last_heartbeat"] == 2001
-    params, sent = agent.heartbeat_params(state, "0.1.0", "dev-1", "fleet", [{"x": 1}], 2002)
+    metric = {"Dimension": "system", "MetricName": "cpu", "Value": 0.5, "Timestamp": 2002}
+    params, sent = agent.heartbeat_params(state, "0.1.0", "dev-1", "fleet", [metric], 2002)
     assert params["DeploymentResult"]["DeploymentName"] == "d2"
-    assert params["AgentMetrics"] == [{"x": 1}]
+    assert params["AgentMetrics"] == [metric]
     agent.heartbeat_done(state, sent, True, 2003)
     params, sent = agent.heartbeat_params(state, "0.1.0", "dev-1", "fleet", [], 2004)
     assert "DeploymentResult" not in params and sent["result"] is None
@@ -430,13 +442,18 @@ def test_record_inference_feeds_models_and_resets_after_ack():
             raise AssertionError("accepted latency_ms=%r" % (bad,))
 
 
-def test_pending_results_are_bounded():
+def test_pending_results_are_bounded_and_none_is_dropped():
     state = agentstate.new_state()
     deps = [deployment("d%d" % i, []) for i in range(agent.MAX_PENDING_RESULTS + 3)]
-    state = Sim().cycle(state, deployments(*deps))
+    listing = deployments(*deps)
+    state = Sim().cycle(state, listing)
     assert len(state["pending"]) == agent.MAX_PENDING_RESULTS
-    assert state["pending"][0]["DeploymentName"] == "d3"
-    assert state["dropped"] == 3
+    assert state["pending"][0]["DeploymentName"] == "d0"
+    assert state["dropped"] == 0 and len(state["queue"]) == 3
+    ack(state, 2)
+    state = Sim().cycle(state, listing)
+    assert len(state["pending"]) == agent.MAX_PENDING_RESULTS
+    assert state["pending"][-1]["DeploymentName"] == "d101" and len(state["queue"]) == 1
 
 
 def test_names_and_versions():
@@ -498,3 +515,183 @@ def test_backoff_full_jitter_capped():
     assert b.delay(0, lambda: 0.5) == 0.5
     assert b.delay(2.9, lambda: 0.5) is None  # 2.9 + 1.0 > 3
     assert agent.Backoff(0).delay(0, lambda: 0.0) == 0.0
+
+
+# ---- issue 11: hostile clocks, metrics, listings ----------------------------------
+
+Y9999 = 253402300799  # Date: Fri, 31 Dec 9999 23:59:59 GMT
+
+
+def test_hostile_date_is_refused_and_the_offset_kept():
+    state = agentstate.new_state(1700000000)
+    agent.correct_clock(state, 1700000000, 1700000060)
+    for server in (Y9999, agent.MAX_TIME + 1, 0, agent.MIN_TIME - 1, float("inf"), float("nan")):
+        assert agent.correct_clock(state, 1700000100, server) is None, server
+        assert state["clock_offset"] == 60 and state["clock_floor"] == 1700000000
+    for raw in (float("nan"), float("inf"), 10**20):
+        assert agent.correct_clock(state, raw, 1700000000) is None, raw
+        assert state["clock_offset"] == 60
+    # The latest year the agent believes is still learnt, and signing stays in range.
+    assert agent.correct_clock(state, 0, agent.MAX_TIME) == agent.MAX_TIME
+    assert agent.signing_time(10, state) == agent.MAX_TIME
+
+
+def test_signing_time_is_always_in_range():
+    from edgecore import amztime
+
+    state = agentstate.new_state(1700000000)
+    for offset, floor, raw in (
+        (Y9999, 1700000000, 1700000000),  # a learnt offset from before the fix
+        (0, Y9999, 5),  # a floor saved past the range
+        (0, 1700000000, float("nan")),
+        (0, 1700000000, float("inf")),
+        (-(10**12), 0, 1700000000),
+        (0, -5, -(10**12)),
+        (0, 1700000000, 10**15),  # a device clock far in the future
+    ):
+        state["clock_offset"], state["clock_floor"] = offset, floor
+        t = agent.signing_time(raw, state)
+        assert agent.time_ok(t), (offset, floor, raw, t)
+        amztime.amz_date(t)  # formattable: the request can be signed and sent
+
+
+def test_check_inference_refuses_what_a_heartbeat_cannot_carry():
+    agent.check_inference(0, 0, 0)
+    agent.check_inference(agent.MAX_LATENCY_MS, agent.MAX_TIME, agent.MAX_TIME)
+    agent.check_inference()
+    for kwargs, field in (
+        ({"latency_ms": float("inf")}, "latency_ms"),
+        ({"latency_ms": float("nan")}, "latency_ms"),
+        ({"latency_ms": 1e308}, "latency_ms"),
+        ({"latency_ms": -1}, "latency_ms"),
+        ({"latency_ms": True}, "latency_ms"),
+        ({"latency_ms": "3"}, "latency_ms"),
+        ({"sample_time": float("inf")}, "sample_time"),
+        ({"sample_time": 1e300}, "sample_time"),
+        ({"sample_time": -1}, "sample_time"),
+        ({"now": Y9999}, "now"),
+    ):
+        try:
+            agent.check_inference(**kwargs)
+        except ValueError as exc:
+            assert field in str(exc), (kwargs, str(exc))
+        else:
+            raise AssertionError("accepted %r" % (kwargs,))
+
+
+def test_bad_inference_is_refused_and_never_blocks_a_heartbeat():
+    state = Sim().cycle(
+        agentstate.new_state(), deployments(deployment("d1", [definition("cam", SHA_A1)]))
+    )
+    assert agent.record_inference(state, "cam", latency_ms=10, now=100)
+    before = dict(state["metrics"]["cam"])
+    for kwargs in ({"latency_ms": float("inf")}, {"latency_ms": 1e308}, {"sample_time": 1e300}):
+        try:
+            agent.record_inference(state, "cam", now=101, **kwargs)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("recorded %r" % (kwargs,))
+    assert state["metrics"]["cam"] == before
+    # A record that went bad anyway (an older agent, a hand-edited file): the heartbeat
+    # goes without those metrics, carrying its result.
+    state["metrics"]["cam"]["sum"] = float("inf")
+    nan_metric = {"Dimension": "board", "MetricName": "t", "Value": float("nan"), "Timestamp": 1}
+    ok_metric = {"Dimension": "board", "MetricName": "u", "Value": 1.0, "Timestamp": 1}
+    params, sent = agent.heartbeat_params(state, "1", "d", "f", [nan_metric, ok_metric], 200)
+    assert params["DeploymentResult"]["DeploymentName"] == "d1"
+    assert params["AgentMetrics"] == [ok_metric]
+    assert "ModelMetrics" not in params["Models"][0]
+    assert sent["dropped"] == ["AgentMetrics[0]", "metrics[cam]"]
+    assert "cam" not in state["metrics"]
+    agent.heartbeat_done(state, sent, True, 201)
+    assert state["pending"] == []
+    assert agent.record_inference(state, "cam", latency_ms=5, now=300)
+    params, sent = agent.heartbeat_params(state, "1", "d", "f", [], 400)
+    assert params["Models"][0]["ModelMetrics"][0]["Value"] == 1.0 and sent["dropped"] == []
+
+
+def run_cycles(listing, cycles, heartbeats=5, measure=False):
+    """Runner-like cycles with a heartbeat budget; returns (state, downloads per
+    deployment, results the cloud acknowledged, largest saved state in bytes)."""
+    state = agentstate.new_state()
+    sim = Sim()
+    runs = {}
+    acked = []
+    largest = 0
+    for c in range(cycles):
+        agent.plan(state, listing, 1000 + c)
+        while True:
+            action = agent.next_action(state, 1000 + c)
+            if action is None:
+                break
+            if action.kind == agent.CLEANUP:
+                agent.apply(state, action, agent.succeeded(), 1000 + c)
+                continue
+            if action.kind == agent.DOWNLOAD:
+                runs[action.deployment] = runs.get(action.deployment, 0) + 1
+            outcome = sim.execute(action)
+            assert outcome.ok, (action, outcome)
+            agent.apply(state, action, outcome, 1000 + c)
+            if measure:
+                largest = max(largest, len(agentstate.dumps(state)))
+        acked += ack(state, heartbeats)
+    return state, runs, acked, largest
+
+
+def many(n, handles=1):
+    return {
+        "Deployments": [
+            deployment("dep-%d" % i, [definition("h%d" % (i % handles), "%040x" % i)])
+            for i in range(n)
+        ]
+    }
+
+
+def test_150_in_one_listing_lose_no_result():
+    state, runs, acked, _ = run_cycles(many(150), 16, heartbeats=10)
+    assert state["dropped"] == 0
+    assert sorted(acked) == sorted("dep-%d" % i for i in range(150))  # each exactly once
+    assert set(runs) == set(acked)
+
+
+def test_300_listed_on_every_poll_run_once():
+    state, runs, acked, _ = run_cycles(many(300), 32, heartbeats=10)
+    assert len(runs) == 300 and max(runs.values()) == 1
+    assert len(acked) == 300 and state["dropped"] == 0
+    assert sorted(state["done"]) == sorted("dep-%d" % i for i in range(300))
+    # Nothing left to do, however often the same listing comes back.
+    agent.plan(state, many(300), 9999)
+    assert state["queue"] == [] and agent.next_action(state, 9999) is None
+
+
+def test_done_forgets_only_unlisted_names_past_the_bound():
+    state = agentstate.new_state()
+    state["done"] = ["old-%d" % i for i in range(agent.MAX_DONE + 10)] + ["dep-1"]
+    agent.plan(state, many(2), 1)
+    assert state["done"][-1] == "dep-1" and len(state["done"]) == agent.MAX_DONE + 1
+    assert state["done"][0] == "old-10"
+    assert [q["name"] for q in state["queue"]] == ["dep-0"]
+
+
+def test_2000_listing_keeps_the_state_small():
+    listing = many(2000, handles=4)
+    state = agentstate.new_state()
+    agent.plan(state, listing, 1)
+    assert 0 < len(state["queue"]) < 2000
+    assert len(agentstate.dumps(state)) <= agent.MAX_QUEUE_BYTES + 1024
+    state, runs, acked, largest = run_cycles(listing, 2, measure=True)
+    # Each save is bounded by the queue budget and the pending cap, not the listing.
+    assert largest < agent.MAX_QUEUE_BYTES + 100 * 1024, largest
+    assert state["dropped"] == 0 and set(acked) <= set(runs)
+
+
+def test_a_long_failure_keeps_the_rollback_in_the_message():
+    sim = Sim(fail={("download", "cam"): "checksum mismatch: " + "x" * 2000})
+    state = sim.cycle(
+        agentstate.new_state(), deployments(deployment("d1", [definition("cam", SHA_A1)]))
+    )
+    message = state["pending"][0]["DeploymentStatusMessage"]
+    assert len(message) <= agent.MAX_REASON
+    assert message.startswith("1 of 1 models failed; first: cam: download failed: checksum")
+    assert message.endswith("; rolled back: nothing had changed, previous state kept")

@@ -223,3 +223,111 @@ def test_inference_metrics_add_up(records, acks):
                     reported[h] = reported.get(h, 0) + int(metric["Value"])
         agent.heartbeat_done(state, sent, ok, 10**6)
     assert reported == counted
+
+
+# ---- issue 11: whatever the application records, the heartbeat goes out -------------
+
+NUMBERS = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(2**70), 2**70),
+    st.booleans(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(NUMBERS, NUMBERS), max_size=8), st.integers(0, 3))
+def test_any_recorded_inference_keeps_heartbeats_valid(records, n_results):
+    from edgecore import wire
+
+    state = agentstate.new_state()
+    state["active"]["cam"] = dict(
+        name="cam-model", version="v1", sha1=SHAS[0], s3url=None,
+        deployment=None, path=None, size=None, activated=None,
+    )
+    for i in range(n_results):
+        state["pending"].append(dict(
+            DeploymentName="d%d" % i, DeploymentStatus="SUCCESS", DeploymentStatusMessage="ok",
+            DeploymentStartTime=1, DeploymentEndTime=2, DeploymentModels=[],
+        ))
+    for latency, sample in records:
+        try:
+            agent.record_inference(state, "cam", latency_ms=latency, sample_time=sample, now=5)
+        except ValueError as exc:
+            assert "latency_ms" in str(exc) or "sample_time" in str(exc)
+    # Whatever was accepted, the heartbeat is one the service model accepts, and the
+    # saved state loads.
+    params, sent = agent.heartbeat_params(state, "1", "dev", "fleet", [], 10**9)
+    wire.validate("SendHeartbeat", params)
+    assert agentstate.loads(agentstate.dumps(state)) is not None
+    assert ("DeploymentResult" in params) == (n_results > 0)
+
+
+# ---- issue 11: a hostile listing under 1 MiB never makes an unloadable state --------
+
+MiB = 1024 * 1024
+
+
+def _body_size(listing):
+    # What the cloud sends: raw UTF-8 (the densest form of non-ASCII text).
+    import json
+
+    return len(json.dumps(listing, ensure_ascii=False).encode("utf-8"))
+
+
+def _worst_case_listings():
+    """GetDeployments answers just under 1 MiB, each aimed at one way the state grows."""
+    sha = "a" * 40
+    emoji = "\U0001f600"  # 4 bytes on the wire, 12 in the state's JSON (\ud83d\ude00)
+
+    def dep(name, defs):
+        return {"DeploymentName": name, "FailureHandlingPolicy": "DO_NOTHING", "Definitions": defs}
+
+    def good(handle, url, s=sha):
+        checksum = {"Type": "SHA1", "Sum": s}
+        return {"ModelHandle": handle, "S3Url": url, "State": "DEPLOY", "Checksum": checksum}
+
+    out = {}
+    # Long non-ASCII handles (once stored raw and again in the error's repr).
+    out["non-ASCII handles"] = [dep("d%d" % i, [good(emoji * 60000, "s3://b/k")]) for i in range(4)]
+    # Many empty definitions: 3 bytes each on the wire, ~150 in the state.
+    out["empty definitions"] = [dep("d0", [{}] * 250000)]
+    # Many tiny deployments.
+    out["tiny deployments"] = [
+        {"DeploymentName": "d%d" % i, "Definitions": [{}]} for i in range(20000)
+    ]
+    # Valid 1024-character emoji URLs: downloaded, activated, kept in `active`.
+    url = "s3://b/" + emoji * (1024 - 7)
+    out["emoji URLs"] = [
+        dep("e%d" % i, [good("h%d-%d" % (i, j), url, "%040x" % (i * 64 + j)) for j in range(16)])
+        for i in range(15)
+    ]
+    # Anything where a string is expected.
+    out["huge values"] = [dep("d0", [{"ModelHandle": "cam", "State": ["x" * 900000]}])]
+    out["huge checksum"] = [dep("d0", [good("cam", "s3://b/k", "F" * 900000)])]
+    return out
+
+
+def test_worst_case_listings_under_1_mib_always_save_and_load():
+    for label, deps in _worst_case_listings().items():
+        listing = {"Deployments": deps}
+        assert _body_size(listing) < MiB, (label, _body_size(listing))
+        state = agentstate.new_state()
+        disk = Disk()
+        largest = 0
+        for cycle in range(3):
+            agent.plan(state, listing, 100 + cycle)
+            state = agentstate.loads(agentstate.dumps(state))
+            while True:
+                action = agent.next_action(state, 100)
+                if action is None:
+                    break
+                agent.apply(state, action, disk.execute(action), 100)
+                data = agentstate.dumps(state)  # refuses what loads would refuse
+                largest = max(largest, len(data))
+                state = agentstate.loads(data)
+            for _ in range(5):
+                params, sent = agent.heartbeat_params(state, "1", "d", "f", [], 100)
+                agent.heartbeat_done(state, sent, True, 100)
+        assert largest < agentstate.MAX_STATE_BYTES // 2, (label, largest)
+        assert state["dropped"] == 0, label

@@ -101,15 +101,16 @@ def write_config(tmp_path, **extra):
     return str(path)
 
 
-def test_config_errors_exit_2(tmp_path, capsys):
-    assert cli.main(["run", "--config", str(tmp_path / "missing.json"), "--once"]) == 2
+def test_config_errors_exit_78(tmp_path, capsys):
+    assert cli.EX_CONFIG == 78
+    assert cli.main(["run", "--config", str(tmp_path / "missing.json"), "--once"]) == 78
     err = capsys.readouterr().err
     assert err.startswith("edgecore: error: agent config: invalid file: cannot read")
     path = write_config(tmp_path, region=None)
-    assert cli.main(["status", "--config", path]) == 2
+    assert cli.main(["status", "--config", path]) == 78
     assert "invalid region: required" in capsys.readouterr().err
     (tmp_path / "bad.json").write_text("{not json")
-    assert cli.main(["run", "--config", str(tmp_path / "bad.json")]) == 2
+    assert cli.main(["run", "--config", str(tmp_path / "bad.json")]) == 78
     assert "is not JSON" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["run"])
@@ -223,3 +224,121 @@ def test_sd_notify_and_watchdog_talk_to_a_notify_socket(tmp_path):
     assert sd_notify("READY=1", {"NOTIFY_SOCKET": str(tmp_path / "gone.sock")}) is False
     assert start_watchdog(threading.Event(), {"WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"}) is None
     assert start_watchdog(threading.Event(), {}) is None
+
+
+def test_missing_credentials_exit_78_and_say_not_set(tmp_path, capsys, monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    path = write_config(tmp_path)
+    config = json.loads((tmp_path / "agent.json").read_text())
+    del config["credentials"]
+    (tmp_path / "agent.json").write_text(json.dumps(config))
+    assert cli.main(["run", "--config", path, "--once"]) == 78
+    err = capsys.readouterr().err
+    assert "no AWS credentials found" in err
+    assert "<redacted> set" not in err and "AWS_SECRET_ACCESS_KEY" in err
+
+
+def test_redaction_keeps_descriptions_of_a_key():
+    log = cli.JsonLogger(io.StringIO())
+    for text in (
+        "environment (AWS_SECRET_ACCESS_KEY: not set)",
+        "aws_secret_access_key = missing",
+        "aws_secret_access_key: <redacted>",
+    ):
+        assert log.redact(text) == text
+    assert (
+        log.redact("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+        == "aws_secret_access_key = <redacted>"
+    )
+    text = "AWS_SECRET_ACCESS_KEY: nothing-here-x"
+    assert log.redact(text) == "AWS_SECRET_ACCESS_KEY: <redacted>"
+
+
+BIDI_AND_C1 = "s3://b/\u202eevil\u2066\u0085\u009b31m\u2028x\ud800"
+
+
+def test_log_lines_escape_c1_bidi_and_separators():
+    out = io.StringIO()
+    log = cli.JsonLogger(out)
+    log("info", "download.start", url=BIDI_AND_C1, name="caf\u00e9 \u4e2d")
+    line = out.getvalue()
+    for c in "\u202e\u2066\u0085\u009b\u2028\ud800":
+        assert c not in line
+    assert "caf\u00e9 \u4e2d" in line  # ordinary letters stay readable
+    assert records(out)[0]["url"] == BIDI_AND_C1  # the JSON still says exactly what it was
+    line.encode("utf-8")  # a lone surrogate can no longer make the write fail
+
+
+def test_status_escapes_cloud_strings_and_survives_bad_numbers(tmp_path, capsys):
+    path = write_config(tmp_path)
+    state = agentstate.new_state(1700000000)
+    state["active"]["cam"] = dict(
+        name="detector", version="1.0", sha1="a" * 40, s3url=BIDI_AND_C1,
+        deployment="d1", path="/m/cam", size=5, activated=1700000000,
+    )
+    state["last_result"] = {
+        "DeploymentName": "d\u202e1",
+        "DeploymentStatus": "FAIL",
+        "DeploymentStatusMessage": "bad \u009b2J url " + BIDI_AND_C1 + "\nsecond line",
+        "DeploymentEndTime": 1700000200,
+        "DeploymentModels": [{"ModelHandle": "cam", "Status": "FAIL", "StatusReason": "\u202e"}],
+    }
+    state["clock_offset"] = 253402300799  # learnt from "Date: 31 Dec 9999" before the fix
+    state["last_heartbeat"] = 1e300
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "state.json").write_bytes(agentstate.dumps(state))
+    assert cli.main(["status", "--config", path]) == 0
+    out = capsys.readouterr().out
+    for c in "\u202e\u2066\u0085\u009b\u2028\ud800":
+        assert c not in out
+    assert "\\u202e" in out and "\\u000asecond line" in out
+    assert "last heartbeat: never" in out
+    assert "reset on load" in out and "clock_offset" in out and "last_heartbeat" in out
+    assert cli.main(["status", "--config", path, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["repaired"] == ["clock_offset", "last_heartbeat"]
+
+
+def test_status_into_a_closed_pipe_is_quiet(tmp_path):
+    import subprocess
+    import sys
+
+    path = write_config(tmp_path)
+    state = agentstate.new_state(1700000000)
+    state["pending"] = [
+        {"DeploymentName": "d%d" % i, "DeploymentModels": []} for i in range(20000)
+    ]
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "state.json").write_bytes(agentstate.dumps(state))
+    for extra in ([], ["--json"]):
+        proc = subprocess.run(
+            "%s -m edgecore_tools.cli status --config %s %s | head -c 10"
+            % (sys.executable, path, " ".join(extra)),
+            shell=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert len(proc.stdout) == 10
+        assert "BrokenPipeError" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_version(capsys):
+    import edgecore
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == "edgecore " + edgecore.__version__
+
+
+def test_ctrl_c_outside_the_service_loop_exits_130(tmp_path, capsys, monkeypatch):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_status", interrupted)
+    assert cli.main(["status", "--config", write_config(tmp_path)]) == 130
+    assert capsys.readouterr().err == "edgecore: interrupted\n"

@@ -224,13 +224,13 @@ def test_install_is_idempotent_and_keeps_config(installed, tmp_path):
                         leaks.append(path)
     assert leaks == []
 
-    # The template is refused as a bad config (exit 2: the unit does not restart on it).
+    # The template is refused as a bad config (exit 78: the unit does not restart on it).
     proc = subprocess.run(
         [str(root / "opt/edgecore/bin/python"), str(root / "opt/edgecore/bin/edgecore"),
          "run", "--once", "--config", str(config)],
         capture_output=True, text=True, timeout=60, cwd=str(tmp_path),
     )
-    assert proc.returncode == 2 and "device_name" in proc.stderr, proc.stderr
+    assert proc.returncode == 78 and "device_name" in proc.stderr, proc.stderr
 
     install(root)  # same inputs: nothing changes
     assert snapshot(root) == first
@@ -250,10 +250,78 @@ def test_unit_matches_current_agent():
         line.split("=", 1) for line in unit.splitlines() if "=" in line and line[0] not in "#;"
     )
     assert lines["ExecStart"] == "/opt/edgecore/bin/edgecore run --config /etc/edgecore/agent.json"
-    # The agent does not send sd_notify yet: Type=notify/WatchdogSec would kill it.
-    assert lines["Type"] == "simple" and "WatchdogSec" not in lines
+    # The agent sends READY=1 and WATCHDOG=1 (edgecore_tools/cli.py: sd_notify).
+    assert lines["Type"] == "notify" and lines["NotifyAccess"] == "main"
+    assert int(lines["WatchdogSec"]) >= 60
     assert lines["Restart"] == "on-failure" and lines["User"] == "edgecore"
-    assert lines["RestartPreventExitStatus"] == "2"  # bad config: see edgecore_tools/cli.py
+    from edgecore_tools.cli import EX_CONFIG
+
+    assert lines["RestartPreventExitStatus"] == str(EX_CONFIG)  # fix the config first
+    # The docs say the same.
+    with open(os.path.join(FIRMWARE, "README.md")) as f:
+        readme = f.read()
+    assert "`Type=notify`" in readme and "WatchdogSec=%s" % lines["WatchdogSec"] in readme
+    assert "exit\n78" in readme or "exit 78" in readme
+    assert "does not send" not in readme + unit and "does not yet" not in readme + unit
+
+
+def test_install_ignores_the_callers_python_and_pip_environment(overlay, tmp_path):
+    """A developer's shell with this source tree (and everything the test venv has) on
+    PYTHONPATH, and pip settings of its own: the device venv still gets edgecore and its
+    dependencies, installed in the venv itself."""
+    root = tmp_path / "root"
+    root.mkdir()
+    unpack(overlay[0], root)
+    site = [p for p in sys.path if p.endswith("site-packages")]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([ROOT] + site)
+    env["PIP_TARGET"] = str(tmp_path / "elsewhere")  # would install outside the venv
+    env["PIP_IGNORE_INSTALLED"] = "0"
+    env["PIP_NO_DEPS"] = "1"  # would leave requests out
+    env["PYTHONUSERBASE"] = str(tmp_path / "userbase")
+    proc = subprocess.run(
+        ["sh", str(root / INSTALL), "--root", str(root), "--python", sys.executable,
+         "--target-python", base_python()],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "elsewhere").exists()
+    clean = dict((k, v) for k, v in os.environ.items() if not k.startswith(("PYTHON", "PIP_")))
+    python = str(root / "opt/edgecore/bin/python")
+    where = subprocess.run(
+        [python, "-c", "import edgecore, edgecore_tools.cli, requests; "
+         "print(edgecore.__file__, edgecore_tools.cli.__file__, requests.__file__)"],
+        capture_output=True, text=True, env=clean, cwd=str(tmp_path), timeout=60,
+    )
+    assert where.returncode == 0, where.stderr
+    for path in where.stdout.split():
+        assert path.startswith(str(root / "opt/edgecore")), where.stdout
+
+
+def test_install_refuses_a_venv_without_edgecore(overlay, tmp_path):
+    """The check after pip: a wheel that does not give the venv an importable agent is
+    reported as a failure, not as success."""
+    root = tmp_path / "root"
+    root.mkdir()
+    unpack(overlay[0], root)
+    lib = root / "usr/lib/edgecore"
+    real = [p for p in lib.iterdir() if p.name.startswith("edgecore-") and p.suffix == ".whl"]
+    # A wheel named like edgecore's that installs no package (only its metadata).
+    broken = tmp_path / real[0].name
+    with zipfile.ZipFile(str(real[0])) as src, zipfile.ZipFile(str(broken), "w") as dst:
+        for item in src.infolist():
+            if ".dist-info/" in item.filename and not item.filename.endswith("RECORD"):
+                dst.writestr(item, src.read(item))
+        info = [n for n in src.namelist() if n.endswith(".dist-info/RECORD")][0]
+        dst.writestr(info, "")
+    proc = subprocess.run(
+        ["sh", str(root / INSTALL), "--root", str(root), "--python", sys.executable,
+         "--target-python", base_python(), "--wheel", str(broken)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "edgecore" in proc.stderr and "error" in proc.stderr, proc.stderr
+    assert not (root / "opt/edgecore/.edgecore-wheel").exists()
 
 
 def test_installed_agent_runs_against_local_cloud(installed, tmp_path, local_cloud, agent_env):
@@ -331,15 +399,13 @@ def _tool(name):
 
 @pytest.mark.skipif(not _tool("systemd-analyze"), reason="needs systemd-analyze")
 def test_units_verify(tmp_path):
-    """systemd-analyze verify: the unit, and the unit with the notify drop-in merged in."""
+    """systemd-analyze verify: the unit."""
     with open(os.path.join(FIRMWARE, "edgecore.service")) as f:
         unit = f.read()
-    with open(os.path.join(FIRMWARE, "notify.conf")) as f:
-        notify = f.read()
     assert "/opt/edgecore/bin/edgecore run" in unit
     # verify checks that ExecStart's program exists: point it at one that does.
     unit = unit.replace("ExecStart=/opt/edgecore/bin/edgecore", "ExecStart=/bin/true")
-    for name, text in (("edgecore.service", unit), ("edgecore-notify.service", unit + notify)):
+    for name, text in (("edgecore.service", unit),):
         (tmp_path / name).write_text(text)
         proc = subprocess.run(
             ["systemd-analyze", "verify", "--man=no", str(tmp_path / name)],

@@ -28,19 +28,19 @@ def canned(outputs):
     return run
 
 
-def test_detect_board_from_fixture_trees():
+def test_detect_board_from_fixture_trees(tmp_path):
     assert edgecore_ports.detect_board(RPI4) == "raspberrypi"
     assert edgecore_ports.detect_board(ORIN) == "jetson"
     assert edgecore_ports.detect_board(X86) == "linux"
-    assert edgecore_ports.detect_board(tempfile.mkdtemp()) == "linux"
+    assert edgecore_ports.detect_board(tempfile.mkdtemp(dir=tmp_path)) == "linux"
     assert edgecore_ports.detect_board(RPI4 + "/") == "raspberrypi"
 
 
-def test_detect_board_secondary_sources():
-    root = tempfile.mkdtemp()  # no model, only the L4T release file
+def test_detect_board_secondary_sources(tmp_path):
+    root = tempfile.mkdtemp(dir=tmp_path)  # no model, only the L4T release file
     write(root, "etc/nv_tegra_release", "# R32 (release), REVISION: 7.1\n")
     assert edgecore_ports.detect_board(root) == "jetson"
-    root = tempfile.mkdtemp()  # model unhelpful, compatible says Raspberry Pi
+    root = tempfile.mkdtemp(dir=tmp_path)  # model unhelpful, compatible says Raspberry Pi
     write(root, "proc/device-tree/model", "Some Carrier Board\x00")
     write(root, "proc/device-tree/compatible", "raspberrypi,5-model-b\x00brcm,bcm2712\x00")
     assert edgecore_ports.detect_board(root) == "raspberrypi"
@@ -192,27 +192,28 @@ def test_jetson_power_mode_name_sanitized_and_absent_tools_skipped():
         assert ("gpu", "GpuUtilization") in got
 
 
-def test_jetson_gpu_load_paths():
+def test_jetson_gpu_load_paths(tmp_path):
     # Older L4T (Xavier/Nano): /sys/devices/gpu.0/load wins over later candidates.
-    root = copy_root("jetson-orin")
+    root = copy_root("jetson-orin", tmp_path)
     write(root, "sys/devices/gpu.0/load", "1000\n")
     got = by_key(jetson.JetsonMetrics(root, run=canned({})).read("/nonexistent", NOW))
     assert got[("gpu", "GpuUtilization")] == 100.0
     # Only a devfreq node (its device/ link target holds load).
-    root = tempfile.mkdtemp()
+    root = tempfile.mkdtemp(dir=tmp_path)
     write(root, "sys/class/devfreq/17000000.ga10b/device/load", "45\n")
     write(root, "sys/class/devfreq/3d00000.nvdec/device/load", "999\n")
     got = by_key(jetson.JetsonMetrics(root, run=canned({})).read("/nonexistent", NOW))
     assert got == {("gpu", "GpuUtilization"): 4.5}
     # No GPU at all, malformed load: skipped.
-    assert jetson.JetsonMetrics(tempfile.mkdtemp(), run=canned({})).read("/x", NOW) == []
-    root = tempfile.mkdtemp()
+    empty = tempfile.mkdtemp(dir=tmp_path)
+    assert jetson.JetsonMetrics(empty, run=canned({})).read("/x", NOW) == []
+    root = tempfile.mkdtemp(dir=tmp_path)
     write(root, "sys/devices/57000000.gpu/load", "n/a\n")
     assert jetson.JetsonMetrics(root, run=canned({})).read("/x", NOW) == []
 
 
-def test_module_level_board_metrics_run_on_this_machine():
-    model_dir = tempfile.mkdtemp()
+def test_module_level_board_metrics_run_on_this_machine(tmp_path):
+    model_dir = tempfile.mkdtemp(dir=tmp_path)
     for module in (cpython, raspberrypi, jetson):
         out = module.metrics(model_dir, NOW)
         assert_valid(out)

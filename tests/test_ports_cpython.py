@@ -11,7 +11,6 @@ import logging
 import os
 import socket
 import ssl
-import tempfile
 import threading
 
 import requests
@@ -152,8 +151,8 @@ def raises(exc_type, func, *args, **kwargs):
     raise AssertionError("expected %s" % exc_type.__name__)
 
 
-def self_signed_cert():
-    """(cert.pem, key.pem) paths for CN/SAN 127.0.0.1, made with cryptography."""
+def self_signed_cert(d):
+    """(cert.pem, key.pem) paths in directory ``d`` for CN/SAN 127.0.0.1 (cryptography)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -172,7 +171,6 @@ def self_signed_cert():
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    d = tempfile.mkdtemp()
     cert_path, key_path = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
     with open(cert_path, "wb") as f:
         f.write(cert.public_bytes(serialization.Encoding.PEM))
@@ -387,8 +385,8 @@ def test_oversize_header_is_protocol_error():
         srv.close()
 
 
-def test_tls_verification_on_by_default_and_ca_bundle():
-    cert, key = self_signed_cert()
+def test_tls_verification_on_by_default_and_ca_bundle(tmp_path):
+    cert, key = self_signed_cert(str(tmp_path))
     srv = Server(tls=(cert, key))
     try:
         exc = raises(
@@ -409,8 +407,8 @@ def test_tls_verification_on_by_default_and_ca_bundle():
         srv.close()
 
 
-def test_verify_false_works_and_warns_loudly_once():
-    cert, key = self_signed_cert()
+def test_verify_false_works_and_warns_loudly_once(tmp_path):
+    cert, key = self_signed_cert(str(tmp_path))
     srv = Server(tls=(cert, key))
     records = []
     handler = logging.Handler(level=logging.WARNING)
@@ -515,7 +513,7 @@ def test_clock_monotonic_and_files():
     assert cpython.fsync_dir is linux.fsync_dir
 
 
-def test_micropython_port_default_socket_layer_on_cpython():
+def test_micropython_port_default_socket_layer_on_cpython(tmp_path):
     """The MicroPython port's own socket + ssl layer, run here against real servers."""
     from edgecore_ports import micropython as mp
 
@@ -536,7 +534,7 @@ def test_micropython_port_default_socket_layer_on_cpython():
         assert "timed out" in str(exc)
     finally:
         srv.close()
-    cert, key = self_signed_cert()
+    cert, key = self_signed_cert(str(tmp_path))
     srv = Server(tls=(cert, key))
     try:
         exc = raises(

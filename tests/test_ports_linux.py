@@ -45,8 +45,8 @@ def read(path):
         return f.read()
 
 
-def copy_root(name):
-    dst = tempfile.mkdtemp()
+def copy_root(name, tmp_path):
+    dst = tempfile.mkdtemp(dir=tmp_path)
     shutil.copytree(os.path.join(SYSROOTS, name), dst, dirs_exist_ok=True)
     return dst
 
@@ -58,8 +58,8 @@ def write(root, rel, text):
         f.write(text)
 
 
-def test_generic_x86_fixture_exact_values():
-    model_dir = tempfile.mkdtemp()
+def test_generic_x86_fixture_exact_values(tmp_path):
+    model_dir = tempfile.mkdtemp(dir=tmp_path)
     out = linux.MetricsReader(os.path.join(SYSROOTS, "generic-x86")).read(model_dir, NOW)
     assert_valid(out)
     got = by_key(out)
@@ -85,8 +85,8 @@ def test_generic_x86_fixture_exact_values():
     assert got == {}
 
 
-def test_cpu_utilization_covers_the_interval_between_reads():
-    root = copy_root("generic-x86")
+def test_cpu_utilization_covers_the_interval_between_reads(tmp_path):
+    root = copy_root("generic-x86", tmp_path)
     reader = linux.MetricsReader(root)
     reader.read("/nonexistent", NOW)
     # +300 busy jiffies (user 200, system 100), +700 idle (idle 600, iowait 100).
@@ -97,20 +97,21 @@ def test_cpu_utilization_covers_the_interval_between_reads():
     assert by_key(reader.read("/nonexistent", NOW))[("cpu", "CpuUtilization")] == 25.0
 
 
-def test_module_metrics_keeps_a_reader_per_root():
-    root = copy_root("generic-x86")
+def test_module_metrics_keeps_a_reader_per_root(tmp_path):
+    root = copy_root("generic-x86", tmp_path)
     linux.metrics("/nonexistent", NOW, root=root)
     write(root, "proc/stat", "cpu  2255 34 2290 22625663 6290 127 456 0 0 0\n")
     got = by_key(linux.metrics("/nonexistent", NOW, root=root))
     assert got[("cpu", "CpuUtilization")] == 0.0
 
 
-def test_empty_root_and_missing_model_dir_give_no_metrics():
-    assert linux.MetricsReader(tempfile.mkdtemp()).read("/nonexistent/models", NOW) == []
+def test_empty_root_and_missing_model_dir_give_no_metrics(tmp_path):
+    empty = tempfile.mkdtemp(dir=tmp_path)
+    assert linux.MetricsReader(empty).read("/nonexistent/models", NOW) == []
 
 
-def test_malformed_and_unreadable_files_are_skipped_with_debug_log():
-    root = tempfile.mkdtemp()
+def test_malformed_and_unreadable_files_are_skipped_with_debug_log(tmp_path):
+    root = tempfile.mkdtemp(dir=tmp_path)
     write(root, "proc/stat", "cpu  a b c d\n")
     write(root, "proc/loadavg", "0.1 x\n")
     write(root, "proc/meminfo", "MemTotal: lots kB\nMemFree:\n")
@@ -141,8 +142,8 @@ def test_malformed_and_unreadable_files_are_skipped_with_debug_log():
         assert name in logged, name
 
 
-def test_meminfo_without_memavailable_reports_total_only():
-    root = tempfile.mkdtemp()
+def test_meminfo_without_memavailable_reports_total_only(tmp_path):
+    root = tempfile.mkdtemp(dir=tmp_path)
     write(root, "proc/meminfo", "MemTotal:  1000 kB\nMemFree:  10 kB\n")
     assert by_key(linux.MetricsReader(root).read("/nonexistent", NOW)) == {
         ("memory", "MemoryTotalBytes"): 1024000.0
@@ -185,8 +186,8 @@ def test_parse_cpu_times_matches_definition(values):
     assert busy == total - values[3] - values[4]
 
 
-def test_atomic_write_creates_replaces_and_sets_mode():
-    d = tempfile.mkdtemp()
+def test_atomic_write_creates_replaces_and_sets_mode(tmp_path):
+    d = tempfile.mkdtemp(dir=tmp_path)
     path = os.path.join(d, "state.json")
     linux.atomic_write(path, b"one")
     assert read(path) == b"one"
@@ -197,8 +198,8 @@ def test_atomic_write_creates_replaces_and_sets_mode():
     assert os.listdir(d) == ["state.json"]
 
 
-def test_atomic_write_failure_keeps_old_content_and_no_temp():
-    d = tempfile.mkdtemp()
+def test_atomic_write_failure_keeps_old_content_and_no_temp(tmp_path):
+    d = tempfile.mkdtemp(dir=tmp_path)
     path = os.path.join(d, "state.json")
     linux.atomic_write(path, b"old")
     try:
@@ -211,8 +212,8 @@ def test_atomic_write_failure_keeps_old_content_and_no_temp():
     assert os.listdir(d) == ["state.json"]
 
 
-def test_free_space_and_fsync_dir():
-    d = tempfile.mkdtemp()
+def test_free_space_and_fsync_dir(tmp_path):
+    d = tempfile.mkdtemp(dir=tmp_path)
     st_ = os.statvfs(d)
     # Other processes may write meanwhile: equal within 64 MiB.
     assert abs(linux.free_space(d) - st_.f_bavail * st_.f_frsize) < 64 << 20

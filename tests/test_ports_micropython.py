@@ -591,6 +591,14 @@ def _tmpdir():
     return tempfile.mkdtemp()
 
 
+def _rmdir(d):
+    """Remove a directory of _tmpdir() (emptied by the test), never MicroPython's /tmp."""
+    import os
+
+    if d != "/tmp":
+        os.rmdir(d)
+
+
 def test_atomic_write_replace_and_read_back():
     import os
 
@@ -605,6 +613,7 @@ def test_atomic_write_replace_and_read_back():
     assert mp.read_atomic(path) == b'{"v": 2}'
     os.remove(path + ".tmp")
     assert mp.read_atomic(path) is None
+    _rmdir(d)
 
 
 def test_free_space_and_metrics():
@@ -627,6 +636,7 @@ def test_free_space_and_metrics():
         assert 0 <= names[("memory", "HeapUtilization")] <= 100
     missing = mp.metrics(d + "/missing", 1)
     assert [m for m in missing if m["Dimension"] != "memory"] == []
+    _rmdir(d)
 
 
 def _alnum(ch):

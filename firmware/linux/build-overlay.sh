@@ -10,7 +10,6 @@
 #   usr/lib/edgecore/edgecore-<version>-py3-none-any.whl   built from this source tree
 #   usr/lib/edgecore/install.sh                            see its header
 #   usr/lib/edgecore/agent.json.template                   -> /etc/edgecore/agent.json
-#   usr/lib/edgecore/notify.conf                           drop-in for when sd_notify lands
 #   usr/lib/edgecore/wheels/*.whl                          only with --wheelhouse: offline deps
 #   usr/lib/systemd/system/edgecore.service
 #   usr/lib/sysusers.d/edgecore.conf, usr/lib/tmpfiles.d/edgecore.conf
@@ -81,7 +80,6 @@ mkdir -p "$L" "$S/usr/lib/systemd/system" "$S/usr/lib/sysusers.d" "$S/usr/lib/tm
 cp "$WHL" "$L/"
 cp "$HERE/install.sh" "$L/install.sh"
 cp "$HERE/agent.json" "$L/agent.json.template"
-cp "$HERE/notify.conf" "$L/notify.conf"
 cp "$HERE/edgecore.service" "$S/usr/lib/systemd/system/edgecore.service"
 cp "$HERE/edgecore.sysusers" "$S/usr/lib/sysusers.d/edgecore.conf"
 cp "$HERE/edgecore.tmpfiles" "$S/usr/lib/tmpfiles.d/edgecore.conf"

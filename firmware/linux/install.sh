@@ -2,7 +2,7 @@
 # install.sh: install the edgecore agent on this Linux system, or into an image tree.
 #
 #   install.sh [--root DIR] [--wheel FILE] [--wheelhouse DIR] [--python PY]
-#              [--target-python PATH] [--notify] [--no-enable]
+#              [--target-python PATH] [--no-enable]
 #
 # Lays down (paths under --root DIR, default /):
 #   /opt/edgecore/                  a venv with the edgecore wheel and its dependency (requests)
@@ -12,7 +12,6 @@
 #   /usr/lib/systemd/system/edgecore.service, /usr/lib/sysusers.d/edgecore.conf,
 #   /usr/lib/tmpfiles.d/edgecore.conf (when run from a source tree; the overlay has them)
 #   /etc/systemd/system/multi-user.target.wants/edgecore.service (enable; not with --no-enable)
-#   /etc/systemd/system/edgecore.service.d/notify.conf (--notify: Type=notify + WatchdogSec)
 # and creates the system user `edgecore` when run as root (useradd --system; with --root,
 # `useradd --root DIR` if DIR has /etc/passwd). Without root, ownership is left to
 # systemd-sysusers/systemd-tmpfiles at first boot (the sysusers.d/tmpfiles.d files above).
@@ -28,8 +27,19 @@
 # same Python minor version on the same architecture (pip picks wheels for the host):
 # otherwise run this script without --root inside the image's chroot, as pi-gen does.
 # pip >= 22.3 on the host (`pip --python`) or ensurepip (python3-venv) is needed.
+#
+# Nothing of the caller's Python or pip environment reaches the install: PYTHONPATH,
+# PYTHONHOME, the user site and every PIP_* variable are dropped and each interpreter
+# runs isolated (-I), so an edgecore already importable in the caller's shell (a source
+# tree on PYTHONPATH) cannot make pip skip it. Before reporting success the venv must
+# import edgecore and the agent's entry point from its own site-packages.
 set -eu
 umask 022
+
+# The caller's environment must not decide what pip installs (or where).
+for v in $(env | sed -n 's/^\(PIP_[A-Za-z0-9_]*\)=.*/\1/p'); do unset "$v"; done
+unset PYTHONPATH PYTHONHOME PYTHONUSERBASE PYTHONSTARTUP PYTHONEXECUTABLE VIRTUAL_ENV
+export PYTHONNOUSERSITE=1
 
 PREFIX=/opt/edgecore
 USER_NAME=edgecore
@@ -40,7 +50,6 @@ PYTHON=${PYTHON:-python3}
 TARGET_PYTHON=/usr/bin/python3
 WHEEL=
 WHEELHOUSE=${EDGECORE_WHEELHOUSE:-}
-NOTIFY=0
 ENABLE=1
 
 say() { printf 'install.sh: %s\n' "$*" >&2; }
@@ -59,7 +68,7 @@ while [ $# -gt 0 ]; do
         --python=*) PYTHON=${1#*=}; shift ;;
         --target-python) [ $# -ge 2 ] || die "--target-python needs a path"; TARGET_PYTHON=$2; shift 2 ;;
         --target-python=*) TARGET_PYTHON=${1#*=}; shift ;;
-        --notify) NOTIFY=1; shift ;;
+        --notify) say "--notify: the unit is Type=notify with WatchdogSec= by default now"; shift ;;
         --no-enable) ENABLE=0; shift ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
@@ -142,11 +151,6 @@ for pair in edgecore.sysusers:sysusers.d edgecore.tmpfiles:tmpfiles.d; do
         put_file "$HERE/${pair%%:*}" "$R/usr/lib/${pair#*:}/edgecore.conf" 0644
     fi
 done
-if [ "$NOTIFY" = 1 ]; then
-    notify_src=$HERE/notify.conf
-    [ -f "$notify_src" ] || die "--notify: $notify_src not found"
-    put_file "$notify_src" "$R/etc/systemd/system/edgecore.service.d/notify.conf" 0644
-fi
 if [ "$ENABLE" = 1 ]; then
     put_link /usr/lib/systemd/system/edgecore.service \
         "$R/etc/systemd/system/multi-user.target.wants/edgecore.service"
@@ -177,24 +181,44 @@ STAMP=$VENV/.edgecore-wheel
 want=$(sha256sum "$WHEEL" | cut -d' ' -f1)
 
 pip_run() {
-    if "$PYTHON" -m pip --python "$VENV/bin/python" --version >/dev/null 2>&1; then
-        "$PYTHON" -m pip --python "$VENV/bin/python" "$@"
+    if "$PYTHON" -I -m pip --python "$VENV/bin/python" --version >/dev/null 2>&1; then
+        "$PYTHON" -I -m pip --isolated --python "$VENV/bin/python" "$@"
     else
-        "$VENV/bin/python" -m pip --version >/dev/null 2>&1 ||
-            "$VENV/bin/python" -m ensurepip --default-pip >/dev/null ||
+        "$VENV/bin/python" -I -m pip --version >/dev/null 2>&1 ||
+            "$VENV/bin/python" -I -m ensurepip --default-pip >/dev/null ||
             die "no pip: install python3-pip (>= 22.3) or python3-venv"
-        "$VENV/bin/python" -m pip "$@"
+        "$VENV/bin/python" -I -m pip --isolated "$@"
     fi
 }
 
-if [ -f "$VENV/pyvenv.cfg" ] && [ "$(cat "$STAMP" 2>/dev/null || true)" = "$want" ]; then
+# The venv imports edgecore and the agent's entry point, from its own site-packages.
+check_venv() {
+    [ -f "$VENV/bin/edgecore" ] || die "$VENV/bin/edgecore missing after pip install"
+    where=$(cd / && "$VENV/bin/python" -I -c 'import edgecore, edgecore_ports.runner, sys
+from edgecore_tools.cli import main
+print(edgecore.__file__)') || die "the venv $VENV cannot import edgecore's agent (see above)"
+    case "$where" in
+        "$VENV"/*) ;;
+        *) die "the venv $VENV imports edgecore from $where, not from itself" ;;
+    esac
+}
+
+installed_files() {
+    for f in "$VENV"/lib/python*/site-packages/edgecore/__init__.py \
+        "$VENV"/lib/python*/site-packages/edgecore_tools/cli.py; do
+        [ -f "$f" ] || return 1
+    done
+}
+
+if [ -f "$VENV/pyvenv.cfg" ] && [ "$(cat "$STAMP" 2>/dev/null || true)" = "$want" ] &&
+    installed_files; then
     say "$PREFIX is up to date (wheel $want)"
 else
     if [ -n "$R" ] && [ -d "$VENV/bin" ]; then
         # A relocated venv points at the target's interpreter: point it back at ours.
         find "$VENV/bin" -maxdepth 1 -type l -name 'python*' -exec rm -f {} +
     fi
-    "$PYTHON" -m venv --without-pip "$VENV"
+    "$PYTHON" -I -m venv --without-pip "$VENV"
     set -- --no-input --disable-pip-version-check --no-cache-dir --quiet
     if [ -n "$WHEELHOUSE" ]; then set -- "$@" --no-index --find-links "$WHEELHOUSE"; fi
     if [ -f "$STAMP" ]; then
@@ -202,6 +226,7 @@ else
         pip_run install "$@" --force-reinstall --no-deps "$WHEEL"
     fi
     pip_run install "$@" "$WHEEL"
+    check_venv
     printf '%s\n' "$want" >"$STAMP"
     say "installed $(basename "$WHEEL") into $PREFIX"
 fi
