@@ -17,11 +17,20 @@ reads the artifacts, so one key signs both APIs as on AWS. Settings: ``config`` 
 
 import argparse
 import json
+import os
 import secrets
 import sys
 
 from . import config as fleet_config
 from .errors import ApiError
+
+try:
+    import gunicorn  # noqa: F401
+    import psycopg  # noqa: F401
+    import sqlalchemy  # noqa: F401
+except ImportError as _missing:  # installed without the server's dependencies
+    sys.exit("edgecore-fleet needs the [fleet] extra (%s): pip install 'edgecore[fleet]'"
+             % _missing)
 
 
 def _store(config):
@@ -142,6 +151,9 @@ def main(argv=None):
     except ApiError as exc:  # a name the model does not allow
         print("error: %s" % exc.message, file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `keys | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -13,12 +13,15 @@ import tempfile
 from gunicorn.app.base import BaseApplication
 
 from . import logs
-from .app import FleetApp
-from .s3 import S3Client
 from .store import Store
 
 
 def build_app(config):
+    # Imported here: prometheus_client picks its multiprocess mode when first imported,
+    # which must come after serve() has set PROMETHEUS_MULTIPROC_DIR.
+    from .app import FleetApp
+    from .s3 import S3Client
+
     s3 = None
     if config.get("s3"):
         c = config["s3"]

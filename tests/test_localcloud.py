@@ -747,3 +747,41 @@ def test_demo_end_to_end_with_the_real_agent(tmp_path, capsys, moto_s3):
     active = out.split("active model: ", 1)[1].split("\n", 1)[0]
     with open(active, "rb") as f:
         assert hashlib.sha1(f.read()).hexdigest() == sha1
+
+
+# --------------------------------------------------------------- CLI plumbing
+def _localcloud_cli(args, pythonpath, **kw):
+    import subprocess
+
+    return subprocess.Popen([sys.executable, "-m", "edgecore_tools.localcloud"] + args,
+                            env=dict(os.environ, PYTHONPATH=pythonpath),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+def test_cli_output_into_a_closed_pipe_is_quiet(tmp_path):
+    from edgecore_fleet.store import Store
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    db_path = str(tmp_path / "pipe.db")
+    db = Store.open(db_path).migrate()
+    db.add_device("d1", "f1")
+    for _ in range(3000):  # far more than a pipe buffer
+        db.add_heartbeat("d1", "f1", {"AgentVersion": "1", "DeviceName": "d1" * 20})
+    db.close()
+    proc = _localcloud_cli(["heartbeats", "--db", db_path], root)
+    proc.stdout.readline()
+    proc.stdout.close()  # `| head -n 1`
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(60) == 0
+    assert "BrokenPipeError" not in err and "Traceback" not in err
+
+
+def test_cli_without_the_extra_names_it(tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    (tmp_path / "sqlalchemy.py").write_text("raise ImportError('No module named sqlalchemy')")
+    proc = _localcloud_cli(["heartbeats", "--db", "x.db"], os.pathsep.join([str(tmp_path),
+                                                                            root]))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert b"pip install 'edgecore[localcloud]'" in err and b"Traceback" not in err

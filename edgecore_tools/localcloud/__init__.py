@@ -9,7 +9,18 @@
   deploy, heartbeats, results, provision-thing).
 """
 
-from .cloud import LocalCloud
-from .s3 import MotoS3
-
 __all__ = ["LocalCloud", "MotoS3"]
+
+
+def __getattr__(name):
+    # Lazy: the CLI (``python -m``) must be able to say which extra is missing before
+    # anything imports the fleet server's dependencies.
+    if name == "LocalCloud":
+        from .cloud import LocalCloud
+
+        return LocalCloud
+    if name == "MotoS3":
+        from .s3 import MotoS3
+
+        return MotoS3
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))

@@ -23,10 +23,14 @@ import signal
 import sys
 import time
 
-from edgecore_fleet.store import Store
+try:
+    from edgecore_fleet.store import Store
 
-from . import admin
-from .iot import DEFAULT_ROLE_ALIAS
+    from . import admin
+    from .iot import DEFAULT_ROLE_ALIAS
+except ImportError as _missing:  # a device's venv: the agent without the local cloud
+    sys.exit("edgecore-localcloud needs the [localcloud] extra (%s): "
+             "pip install 'edgecore[localcloud]'" % _missing)
 
 DEFAULT_BUCKET = "edgecore-models"
 
@@ -281,6 +285,9 @@ def main(argv=None):
     except admin.AdminError as e:
         print("error: %s" % e, file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `heartbeats | head`: the reader had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     finally:
         db.close()
 
