@@ -1,15 +1,15 @@
 """A load generator: simulated devices polling and heartbeating with real SigV4.
 
-Each worker process owns a slice of the devices and ``connections`` keep-alive HTTP
-connections (spread over one or more server URLs); every request is signed by edgecore's
-signer with the device's own key. A device's cycle is GetDeployments then SendHeartbeat;
-each heartbeat carries a sequence number (AgentMetrics ``load/seq``) so the caller can
-check that every acknowledged heartbeat was recorded, and optionally a DeploymentResult.
-A request that fails (connection cut, 5xx) is retried on the next URL after a short
-pause, re-signed, until acknowledged or ``deadline``: the at-least-once behaviour of the
-agent. ``rate`` (requests/s over all workers) paces an open loop; None runs closed-loop.
-
-    python -m edgecore_fleet.loadgen  (see benchmarks/bench_fleet.py for a full run)
+Each worker process owns a slice of the devices and runs ``connections`` threads, each
+with one keep-alive HTTP connection (spread over the server URLs); every request is
+signed by edgecore's signer with the device's own key. A device's cycle is
+GetDeployments then SendHeartbeat; each heartbeat carries a sequence number
+(AgentMetrics ``load/sequence``) so the caller can check that every acknowledged
+heartbeat was recorded, and in the first cycle optionally a DeploymentResult. A request
+that fails (connection cut, 5xx) is retried on the next URL after a short pause,
+re-signed, until acknowledged or ``deadline``: the agent's at-least-once behaviour.
+``rate`` (requests/s over all workers) paces an open loop; None runs closed-loop.
+Used by ``benchmarks/bench_fleet.py`` and ``tests/test_fleet_race.py``.
 """
 
 import http.client
@@ -62,56 +62,86 @@ def _signed(url, operation, body, key):
     return headers, data
 
 
-def _worker(args):
-    (urls, devices, fleet, cycles, connections, rate, duration, result_for, timeout,
-     deadline, index) = args
-    conns = [_Conn(urls, index + i) for i in range(connections)]
+def _drive(urls, devices, fleet, cycles, index, rate, end, result_for, timeout, deadline):
+    """One connection's closed (rate None) or paced loop over its devices."""
+    conn = _Conn(urls, index)
     latencies, acked, errors, retries = [], [], {}, 0
     start = time.monotonic()
-    end = start + duration if duration else None
     interval = 1.0 / rate if rate else 0.0
     n = 0
-    for cycle in range(cycles):
-        for i, (name, key) in enumerate(devices):
-            if end is not None and time.monotonic() >= end:
-                return latencies, acked, errors, retries, time.monotonic() - start
-            conn = conns[i % connections]
-            hb = {"AgentVersion": "load-1.0", "DeviceName": name, "DeviceFleetName": fleet,
-                  "AgentMetrics": [{"Dimension": "load", "MetricName": "sequence",
-                                    "Value": cycle}]}
-            if result_for is not None and cycle == 0:
-                hb["DeploymentResult"] = {"DeploymentName": result_for,
-                                          "DeploymentStatus": "SUCCESS"}
-            for operation, body in (("GetDeployments", {"DeviceName": name,
-                                                        "DeviceFleetName": fleet}),
-                                    ("SendHeartbeat", hb)):
-                if interval:
-                    wait = start + n * interval - time.monotonic()
-                    if wait > 0:
-                        time.sleep(wait)
-                n += 1
-                give_up = time.monotonic() + deadline
-                while True:
-                    headers, data = _signed(conn.url(), operation, body, key)
-                    t0 = time.monotonic()
-                    try:
-                        status = conn.request("/" + operation, headers, data, timeout)[0]
-                    except (OSError, http.client.HTTPException):
-                        status = None
-                    if status == 200:
-                        latencies.append(time.monotonic() - t0)
-                        if operation == "SendHeartbeat":
-                            acked.append((name, cycle))
-                        break
-                    errors[str(status)] = errors.get(str(status), 0) + 1
-                    if time.monotonic() > give_up:
-                        break
-                    retries += 1
-                    conn.fail_over()
-                    time.sleep(0.05)
-    for c in conns:
-        c.close()
-    return latencies, acked, errors, retries, time.monotonic() - start
+    try:
+        for cycle in range(cycles):
+            for name, key in devices:
+                if end is not None and time.monotonic() >= end:
+                    return latencies, acked, errors, retries
+                hb = {"AgentVersion": "load-1.0", "DeviceName": name,
+                      "DeviceFleetName": fleet,
+                      "AgentMetrics": [{"Dimension": "load", "MetricName": "sequence",
+                                        "Value": cycle}]}
+                if result_for is not None and cycle == 0:
+                    hb["DeploymentResult"] = {"DeploymentName": result_for,
+                                              "DeploymentStatus": "SUCCESS"}
+                for operation, body in (("GetDeployments", {"DeviceName": name,
+                                                            "DeviceFleetName": fleet}),
+                                        ("SendHeartbeat", hb)):
+                    if interval:
+                        wait = start + n * interval - time.monotonic()
+                        if wait > 0:
+                            time.sleep(wait)
+                    n += 1
+                    give_up = time.monotonic() + deadline
+                    while True:
+                        headers, data = _signed(conn.url(), operation, body, key)
+                        t0 = time.monotonic()
+                        try:
+                            status = conn.request("/" + operation, headers, data, timeout)[0]
+                        except (OSError, http.client.HTTPException):
+                            status = None
+                        if status == 200:
+                            latencies.append(time.monotonic() - t0)
+                            if operation == "SendHeartbeat":
+                                acked.append((name, cycle))
+                            break
+                        errors[str(status)] = errors.get(str(status), 0) + 1
+                        if time.monotonic() > give_up:
+                            break
+                        retries += 1
+                        conn.fail_over()
+                        time.sleep(0.05)
+    finally:
+        conn.close()
+    return latencies, acked, errors, retries
+
+
+def _worker(args):
+    """A process: `connections` threads, each with its own keep-alive connection."""
+    import threading
+
+    (urls, devices, fleet, cycles, connections, rate, duration, result_for, timeout,
+     deadline, index) = args
+    start = time.monotonic()
+    end = start + duration if duration else None
+    per_rate = None if rate is None else rate / connections
+    parts = [None] * connections
+
+    def target(i):
+        parts[i] = _drive(urls, devices[i::connections], fleet, cycles,
+                          index * connections + i, per_rate, end, result_for, timeout,
+                          deadline)
+
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(connections)
+               if devices[i::connections]]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    parts = [p for p in parts if p is not None]
+    errors = {}
+    for p in parts:
+        for k, v in p[2].items():
+            errors[k] = errors.get(k, 0) + v
+    return ([x for p in parts for x in p[0]], [x for p in parts for x in p[1]], errors,
+            sum(p[3] for p in parts), time.monotonic() - start)
 
 
 def run(urls, devices, fleet, workers=2, cycles=1, connections=4, rate=None, duration=None,

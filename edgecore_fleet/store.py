@@ -21,7 +21,18 @@ import threading
 import time
 from contextlib import contextmanager
 
-from sqlalchemy import and_, create_engine, event, func, insert, or_, select, text, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from . import schema as t
@@ -29,6 +40,41 @@ from .sigcheck import KeyRecord
 
 ACTIVE_STAGE_DEVICE = ("READYTODEPLOY", "INPROGRESS", "DEPLOYED", "FAILED")
 DEFAULT_OUTPUT = {"S3OutputLocation": "s3://edgecore-fleet/output"}
+
+
+# The device API's statements, built once: constructing a statement costs more CPU than
+# executing it (SQLAlchemy then only looks its compiled form up in its cache).
+_k, _d, _sd, _st, _dep = (t.access_keys.c, t.devices.c, t.stage_devices.c, t.stages.c,
+                          t.deployments.c)
+KEY_LOOKUP = select(t.access_keys, t.devices).select_from(
+    t.access_keys.outerjoin(t.devices, _d.name == _k.device)).where(
+    _k.akid == bindparam("b_akid"))
+DIRECT_DEPLOYMENTS = select(_dep.name, _dep.policy, _dep.definitions).where(and_(
+    _dep.active.is_(True), or_(_dep.device == bindparam("b_device"), and_(
+        _dep.device.is_(None), _dep.fleet == bindparam("b_fleet"))))).order_by(_dep.id)
+STAGE_DEPLOYMENTS = select(
+    _sd.plan, _sd.stage, _sd.status, _st.deployment_name, _st.policy, _st.definitions,
+    _st.started).join(t.stages, and_(_st.plan == _sd.plan, _st.name == _sd.stage)).where(
+    and_(_sd.device == bindparam("b_device"), _sd.status.in_(ACTIVE_STAGE_DEVICE))
+    ).order_by(_st.started.desc())
+TAKE_STAGE = update(t.stage_devices).where(and_(
+    _sd.plan == bindparam("b_plan"), _sd.stage == bindparam("b_stage"),
+    _sd.device == bindparam("b_device"), _sd.status == "READYTODEPLOY")).values(
+    status="INPROGRESS", started=bindparam("b_now"))
+INSERT_HEARTBEAT = insert(t.heartbeats)
+INSERT_RESULT = insert(t.deployment_results)
+DEVICE_SEEN = update(t.devices).where(_d.name == bindparam("b_device")).values(
+    last_heartbeat=bindparam("b_received"),
+    agent_version=func.coalesce(bindparam("b_agent_version"), _d.agent_version),
+    models=func.coalesce(bindparam("b_models"), _d.models))
+STAGE_OF_DEPLOYMENT = select(_st.plan, _st.name).where(
+    _st.deployment_name == bindparam("b_name"))
+FINISH_STAGE = update(t.stage_devices).where(and_(
+    _sd.plan == bindparam("b_plan"), _sd.stage == bindparam("b_stage"),
+    _sd.device == bindparam("b_device"), _sd.status.in_(("READYTODEPLOY", "INPROGRESS")))
+    ).values(status=bindparam("b_status"), message=bindparam("b_message"),
+             finished=bindparam("b_finished"), started=func.coalesce(
+                 _sd.started, bindparam("b_finished")))
 
 
 def dumps(value):
@@ -214,11 +260,8 @@ class Store:
 
     def lookup_key(self, akid):
         """The key's KeyRecord, with ``device_row``: its device (one query for both)."""
-        k = t.access_keys.c
         with self.read() as conn:
-            r = conn.execute(select(t.access_keys, t.devices).select_from(
-                t.access_keys.outerjoin(t.devices, t.devices.c.name == k.device))
-                .where(k.akid == akid)).first()
+            r = conn.execute(KEY_LOOKUP, {"b_akid": akid}).first()
         if r is None:
             return None
         key = KeyRecord(r.akid, r.secret, r.token, r.expiration, r.device, r.role)
@@ -326,24 +369,14 @@ class Store:
         deployment: stopping the stage no longer withdraws it). Of two stages touching
         the same model handle, only the one started last is handed over.
         """
-        d = t.deployments.c
-        sd, st = t.stage_devices.c, t.stages.c
         out = []
         with self.tx() as conn:
-            for r in conn.execute(select(d.name, d.policy, d.definitions).where(and_(
-                    d.active.is_(True), or_(d.device == device,
-                                            and_(d.device.is_(None), d.fleet == fleet))))
-                    .order_by(d.id)).all():
+            for r in conn.execute(DIRECT_DEPLOYMENTS, {"b_device": device, "b_fleet": fleet}):
                 out.append({"name": r.name, "policy": r.policy,
                             "definitions": loads(r.definitions)})
-            rows = conn.execute(select(
-                sd.plan, sd.stage, sd.status, st.deployment_name, st.policy, st.definitions,
-                st.started).join(t.stages, and_(st.plan == sd.plan, st.name == sd.stage))
-                .where(and_(sd.device == device, sd.status.in_(ACTIVE_STAGE_DEVICE)))
-                .order_by(st.started.desc())).all()
             seen = set()
             staged = []
-            for r in rows:
+            for r in conn.execute(STAGE_DEPLOYMENTS, {"b_device": device}).all():
                 definitions = loads(r.definitions) or []
                 handles = set(x["ModelHandle"] for x in definitions)
                 if handles & seen:
@@ -352,10 +385,8 @@ class Store:
                 staged.append({"name": r.deployment_name, "policy": r.policy,
                                "definitions": definitions})
                 if r.status == "READYTODEPLOY":
-                    conn.execute(update(t.stage_devices).where(and_(
-                        sd.plan == r.plan, sd.stage == r.stage, sd.device == device,
-                        sd.status == "READYTODEPLOY")).values(status="INPROGRESS",
-                                                              started=self.clock()))
+                    conn.execute(TAKE_STAGE, {"b_plan": r.plan, "b_stage": r.stage,
+                                              "b_device": device, "b_now": self.clock()})
         return out + staged[::-1]
 
     # ------------------------------------------------------------------ heartbeats
@@ -370,30 +401,28 @@ class Store:
         """
         received = self.clock() if received is None else received
         result = body.get("DeploymentResult")
+        models = body.get("Models")
         with self.tx() as conn:
-            heartbeat_id = conn.execute(insert(t.heartbeats).values(
-                device=device, fleet=fleet, received=received, body=dumps(body),
-                access_key_id=signer)).inserted_primary_key[0]
+            heartbeat_id = conn.execute(INSERT_HEARTBEAT, {
+                "device": device, "fleet": fleet, "received": received, "body": dumps(body),
+                "access_key_id": signer}).inserted_primary_key[0]
             if result is not None:
                 self._record_result(conn, heartbeat_id, device, result, received)
-            values = {"last_heartbeat": received}
-            if "AgentVersion" in body:
-                values["agent_version"] = body["AgentVersion"]
-            if body.get("Models") is not None:
-                values["models"] = dumps(body["Models"])
-            conn.execute(update(t.devices).where(t.devices.c.name == device).values(**values))
+            conn.execute(DEVICE_SEEN, {
+                "b_device": device, "b_received": received,
+                "b_agent_version": body.get("AgentVersion"),
+                "b_models": None if models is None else dumps(models)})
         return heartbeat_id
 
     def _record_result(self, conn, heartbeat_id, device, result, received):
         name = result.get("DeploymentName")
         status = result.get("DeploymentStatus")
-        conn.execute(insert(t.deployment_results).values(
-            heartbeat=heartbeat_id, device=device, deployment=name, status=status,
-            received=received, body=dumps(result)))
+        conn.execute(INSERT_RESULT, {
+            "heartbeat": heartbeat_id, "device": device, "deployment": name, "status": status,
+            "received": received, "body": dumps(result)})
         if name is None:
             return
-        st, sd = t.stages.c, t.stage_devices.c
-        stage = conn.execute(select(st.plan, st.name).where(st.deployment_name == name)).first()
+        stage = conn.execute(STAGE_OF_DEPLOYMENT, {"b_name": name}).first()
         if stage is None:
             return
         models = result.get("DeploymentModels") or []
@@ -403,11 +432,10 @@ class Store:
         if not ok and not message:
             reasons = [m.get("StatusReason") for m in models if m.get("StatusReason")]
             message = "; ".join(reasons) or None
-        conn.execute(update(t.stage_devices).where(and_(
-            sd.plan == stage.plan, sd.stage == stage.name, sd.device == device,
-            sd.status.in_(("READYTODEPLOY", "INPROGRESS")))).values(
-                status="DEPLOYED" if ok else "FAILED",
-                message=None if message is None else message[:1000], finished=received))
+        conn.execute(FINISH_STAGE, {
+            "b_plan": stage.plan, "b_stage": stage.name, "b_device": device,
+            "b_status": "DEPLOYED" if ok else "FAILED",
+            "b_message": None if message is None else message[:1000], "b_finished": received})
 
     def heartbeats(self, device=None):
         """[{id, device, fleet, received, body, access_key_id}] oldest first."""
