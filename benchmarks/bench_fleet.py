@@ -25,16 +25,15 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 import fleet_pg  # noqa: E402
+from fleet_proc import FleetServer  # noqa: E402
 from sqlalchemy import insert, select  # noqa: E402
 
 from edgecore_fleet import control, loadgen, rollout  # noqa: E402
@@ -82,53 +81,6 @@ def setup(url, n):
             "DeviceSubsetType": "PERCENTAGE", "Percentage": 100}}], 0)
     rollout.start(store, "bench-plan", "all")
     return store
-
-
-class Server:
-    def __init__(self, url, workers, port):
-        self.url = "http://127.0.0.1:%d" % port
-        env = dict(os.environ, PYTHONPATH=ROOT, EDGECORE_FLEET_LOG_LEVEL="warning")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edgecore_fleet", "serve", "--database", url, "--bind",
-             "127.0.0.1:%d" % port, "--workers", str(workers), "--threads", "8"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("the server did not start") from None
-                time.sleep(0.2)
-
-    def workers(self):
-        out = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open("/proc/%s/stat" % entry) as f:
-                        if int(f.read().rsplit(")", 1)[1].split()[1]) == self.proc.pid:
-                            out.append(int(entry))
-                except OSError:
-                    pass
-        return out
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def figures(result):
@@ -192,7 +144,7 @@ def main(argv=None):
             if n > first:
                 add_devices(store, first, n)
                 first = n
-            server = Server(url, 2, free_port())
+            server = FleetServer(url, workers=2, threads=8, log_level="warning")
             try:
                 results["scale-%d" % n] = report("scale", figures(closed(
                     server.url, device_list(n), args.duration / 2)), devices=n)
@@ -203,7 +155,7 @@ def main(argv=None):
         devices = device_list(args.devices)
         # 1. closed loop, 1 then 2 workers.
         for w in (1, 2):
-            server = Server(url, w, free_port())
+            server = FleetServer(url, workers=w, threads=8, log_level="warning")
             try:
                 results["closed-%d" % w] = report("closed", figures(closed(
                     server.url, devices, args.duration)), server_workers=w)
@@ -211,7 +163,7 @@ def main(argv=None):
                 server.stop()
         # 2. and 3. open loop at the target rate; then with a worker killed half-way.
         for kill in (False, True):
-            server = Server(url, 2, free_port())
+            server = FleetServer(url, workers=2, threads=8, log_level="warning")
             try:
                 since = last_heartbeat_id(store)
                 if kill:

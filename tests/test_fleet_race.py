@@ -5,13 +5,12 @@ A short load smoke test, not a benchmark: no timing is asserted. CPython only.""
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
 
 import pytest
+from fleet_proc import FleetServer
 from sqlalchemy import select
 
 from edgecore_fleet import control, loadgen, rollout
@@ -21,62 +20,6 @@ from edgecore_fleet.store import Store, loads
 FLEET = "race-fleet"
 N = 40
 CYCLES = 5
-
-
-def free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def children(pid):
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open("/proc/%s/stat" % entry) as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                out.append(int(entry))
-    return out
-
-
-class Server:
-    def __init__(self, database, tmp_path, name):
-        self.port = free_port()
-        self.url = "http://127.0.0.1:%d" % self.port
-        # Kept open for the server's lifetime; closed by stop().
-        self.log = open(str(tmp_path / ("%s.log" % name)), "wb")  # noqa: SIM115
-        env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(
-            os.path.abspath(__file__))))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edgecore_fleet", "serve", "--database", database,
-             "--bind", "127.0.0.1:%d" % self.port, "--workers", "1", "--threads", "4"],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert self.proc.poll() is None and time.monotonic() < deadline, "no server"
-            time.sleep(0.2)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
 
 @pytest.fixture
@@ -96,10 +39,13 @@ def fleet(fleet_postgres, tmp_path):
         rollout.add_stages(conn, "race-plan", [{"StageName": "all", "DeviceSelectionConfig": {
             "DeviceSubsetType": "PERCENTAGE", "Percentage": 100}}], 0)
     rollout.start(store, "race-plan", "all")
-    servers = [Server(url, tmp_path, "a"), Server(url, tmp_path, "b")]
+    logs = [open(str(tmp_path / ("%s.log" % n)), "wb") for n in "ab"]  # noqa: SIM115
+    servers = [FleetServer(url, log=log) for log in logs]
     yield store, devices, servers
     for s in servers:
         s.stop()
+    for log in logs:
+        log.close()
     store.close()
 
 
@@ -117,13 +63,13 @@ def test_racing_servers_lose_nothing_and_count_nothing_twice(fleet):
     for th in threads:
         th.start()
     time.sleep(1.0)
-    (worker,) = children(a.proc.pid)
+    (worker,) = a.workers()
     os.kill(worker, signal.SIGKILL)  # a server process dies mid-request
     for th in threads:
         th.join(180)
     assert len(runs) == 2
     print("race:", [dict((k, v) for k, v in r.items() if k != "acked") for r in runs])
-    assert children(a.proc.pid) != [worker]  # gunicorn replaced the killed worker
+    assert a.workers() != [worker]  # gunicorn replaced the killed worker
 
     acked = set(x for r in runs for x in r["acked"])
     assert len(acked) == N * CYCLES  # every (device, cycle) heartbeat was acknowledged

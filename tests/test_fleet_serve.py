@@ -151,3 +151,22 @@ def test_serve_tls_metrics_logs_and_sigterm(tmp_path):
     assert requests[0]["access_key_id"] == "AKIDTLS"
     assert "tls-secret" not in "\n".join(lines)
     assert any("Booting worker" in r["message"] for r in records)
+
+
+def test_deploy_files_agree_with_the_cli():
+    deploy = os.path.join(ROOT, "deploy")
+    settings = fleet_config.load(os.path.join(deploy, "fleet.json"), environ={
+        "EDGECORE_FLEET_S3_ACCESS_KEY_ID": "AK", "EDGECORE_FLEET_S3_SECRET_ACCESS_KEY": "S"})
+    assert settings["bind"] == ["0.0.0.0:8443"] and settings["s3"]["secret_access_key"] == "S"
+    with open(os.path.join(deploy, "edgecore-fleet.service")) as f:
+        unit = f.read()
+    from edgecore_fleet.__main__ import build_parser
+
+    parser = build_parser()
+    for line in unit.splitlines():
+        if line.startswith(("ExecStart=", "ExecStartPre=")):
+            argv = line.split("=", 1)[1].split()
+            assert argv[0] == "/opt/edgecore-fleet/bin/edgecore-fleet"
+            args = parser.parse_args(argv[1:])  # the unit's command lines parse
+            assert args.config == "/etc/edgecore-fleet/fleet.json"
+    assert "User=edgecore-fleet" in unit and "EnvironmentFile=-/etc/edgecore-fleet/env" in unit
