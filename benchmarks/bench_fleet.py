@@ -16,6 +16,10 @@ requests each. Runs, in order:
 
 The machine is shared (2 cores: load generator, server and PostgreSQL compete, and so do
 other users): the load average is printed with every figure; re-measure on a quiet host.
+So that the figures mean something on a busy machine too, every run also reports the CPU
+each side spent per request (server processes, PostgreSQL, load generator; from
+/proc/<pid>/stat and getrusage), and from it the rate two cores given to the server and
+PostgreSQL alone would sustain (2000 / (server + database ms per request)).
 
     python benchmarks/bench_fleet.py [--devices 60000] [--rate 1000] [--duration 20]
                                      [--scale 1000,10000,60000] [--quick]
@@ -24,6 +28,7 @@ other users): the load average is printed with every figure; re-measure on a qui
 import argparse
 import json
 import os
+import resource
 import signal
 import sys
 import threading
@@ -33,7 +38,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 import fleet_pg  # noqa: E402
-from fleet_proc import FleetServer  # noqa: E402
+from fleet_proc import FleetServer, child_pids  # noqa: E402
 from sqlalchemy import insert, select  # noqa: E402
 
 from edgecore_fleet import control, loadgen, rollout  # noqa: E402
@@ -81,6 +86,50 @@ def setup(url, n):
             "DeviceSubsetType": "PERCENTAGE", "Percentage": 100}}], 0)
     rollout.start(store, "bench-plan", "all")
     return store
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids):
+    """utime + stime of live processes (seconds)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / TICK
+
+
+class CpuMeter:
+    """CPU spent by the server, PostgreSQL and this process's children during a run."""
+
+    def __init__(self, server, pg):
+        with open(os.path.join(pg.directory, "data", "postmaster.pid")) as f:
+            self.postmaster = int(f.readline())
+        self.server = server
+
+    def _sample(self):
+        return (cpu_seconds([self.server.proc.pid] + self.server.workers()),
+                cpu_seconds([self.postmaster] + child_pids(self.postmaster)),
+                resource.getrusage(resource.RUSAGE_CHILDREN))
+
+    def start(self):
+        self.before = self._sample()
+
+    def per_request_ms(self, requests):
+        server, db, children = self._sample()
+        gen = (children.ru_utime + children.ru_stime - self.before[2].ru_utime
+               - self.before[2].ru_stime)
+        ms = [round(1000.0 * x / max(requests, 1), 3) for x in (
+            server - self.before[0], db - self.before[1], gen)]
+        out = {"cpu_ms_per_request": {"server": ms[0], "database": ms[1], "loadgen": ms[2]}}
+        if ms[0] + ms[1] > 0:
+            out["rps_on_2_dedicated_cores"] = round(2000.0 / (ms[0] + ms[1]))
+        return out
 
 
 def figures(result):
@@ -146,8 +195,11 @@ def main(argv=None):
                 first = n
             server = FleetServer(url, workers=2, threads=8, log_level="warning")
             try:
-                results["scale-%d" % n] = report("scale", figures(closed(
-                    server.url, device_list(n), args.duration / 2)), devices=n)
+                meter = CpuMeter(server, pg)
+                meter.start()
+                out = closed(server.url, device_list(n), args.duration / 2)
+                results["scale-%d" % n] = report("scale", figures(out), devices=n,
+                                                 **meter.per_request_ms(out["requests"]))
             finally:
                 server.stop()
         if args.devices > first:
@@ -157,8 +209,11 @@ def main(argv=None):
         for w in (1, 2):
             server = FleetServer(url, workers=w, threads=8, log_level="warning")
             try:
-                results["closed-%d" % w] = report("closed", figures(closed(
-                    server.url, devices, args.duration)), server_workers=w)
+                meter = CpuMeter(server, pg)
+                meter.start()
+                out = closed(server.url, devices, args.duration)
+                results["closed-%d" % w] = report("closed", figures(out), server_workers=w,
+                                                  **meter.per_request_ms(out["requests"]))
             finally:
                 server.stop()
         # 2. and 3. open loop at the target rate; then with a worker killed half-way.
@@ -166,6 +221,8 @@ def main(argv=None):
             server = FleetServer(url, workers=2, threads=8, log_level="warning")
             try:
                 since = last_heartbeat_id(store)
+                meter = CpuMeter(server, pg)
+                meter.start()
                 if kill:
                     victim = server.workers()[0]
                     timer = threading.Timer(args.duration / 2, os.kill,
@@ -178,7 +235,7 @@ def main(argv=None):
                 results["open-kill" if kill else "open"] = report(
                     "open-kill" if kill else "open", figures(out), target_rps=args.rate,
                     lost_heartbeats=lost, duplicate_heartbeats=dups,
-                    acked_heartbeats=len(out["acked"]))
+                    acked_heartbeats=len(out["acked"]), **meter.per_request_ms(out["requests"]))
             finally:
                 server.stop()
         c1, c2 = results["closed-1"]["rps"], results["closed-2"]["rps"]

@@ -128,7 +128,7 @@ class FleetApp:
         try:
             with self.store.request():
                 payload = self._serve(environ, api, path, target, operation, headers, entry)
-        except (ApiError, sigcheck.AuthError) as e:
+        except ApiError as e:  # sigcheck.AuthError too
             error = (e.status, e.code, e.message)
         except Exception:  # a real internal error: answered as AWS would, cause logged
             log.exception("internal error in %s", operation)

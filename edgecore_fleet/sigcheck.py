@@ -15,6 +15,8 @@ import hmac
 
 from edgecore import amztime, sigv4
 
+from .errors import ApiError
+
 SERVICE = "sagemaker"
 ALGORITHM = sigv4.ALGORITHM
 MAX_SKEW = 900  # seconds either way, as AWS's SigV4 allows
@@ -29,14 +31,8 @@ MSG_MISMATCH = (
 )
 
 
-class AuthError(Exception):
+class AuthError(ApiError):
     """A rejected request: HTTP status, AWS error code and message."""
-
-    def __init__(self, status, code, message):
-        Exception.__init__(self, "%s: %s" % (code, message))
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 class KeyRecord:
