@@ -8,6 +8,8 @@
     edgecore-fleet keys                              # list keys (no secrets)
     edgecore-fleet delete-key ACCESS_KEY_ID
     edgecore-fleet config [--config FILE]            # the effective settings, secrets hidden
+    edgecore-fleet serve-iot [--config FILE]         # the IoT credentials endpoint (mTLS)
+    edgecore-fleet iot-attach --thing T --device D --cert cert.pem   # (iot-detach: undo)
 
 Fleets, devices, registered models and rollouts are managed through the control plane
 (``boto3.client("sagemaker", endpoint_url=...)`` with an admin key). ``import-key``
@@ -101,6 +103,52 @@ def cmd_delete_key(args, config):
     return 0
 
 
+def cmd_serve_iot(args, config):
+    from .serve import serve_iot
+
+    return serve_iot(config)
+
+
+def _cert_fingerprint(path):
+    import ssl
+
+    from .iot import fingerprint
+
+    try:
+        with open(path) as f:
+            return fingerprint(ssl.PEM_cert_to_DER_cert(f.read()))
+    except (OSError, ValueError) as exc:
+        raise fleet_config.ConfigError("--cert %s: not a PEM certificate (%s)"
+                                       % (path, exc)) from None
+
+
+def cmd_iot_attach(args, config):
+    from .iot import THING
+    from .validate import check_name
+
+    if not THING.fullmatch(args.thing):
+        raise fleet_config.ConfigError("--thing: expected 1-128 of [a-zA-Z0-9:_-]")
+    check_name(args.device, "--device", "DeviceName")
+    fp = _cert_fingerprint(args.cert)
+    store = _store(config)
+    try:
+        store.attach_certificate(args.thing, fp, args.device)
+    finally:
+        store.close()
+    print(json.dumps({"thing": args.thing, "device": args.device, "fingerprint": fp}))
+    return 0
+
+
+def cmd_iot_detach(args, config):
+    fp = _cert_fingerprint(args.cert)
+    store = _store(config)
+    try:
+        store.detach_certificate(args.thing, fp)
+    finally:
+        store.close()
+    return 0
+
+
 def cmd_config(args, config):
     print(json.dumps(fleet_config.redacted(config), indent=2, sort_keys=True))
     return 0
@@ -134,6 +182,15 @@ def build_parser():
     c = command("delete-key", cmd_delete_key, "delete an access key")
     c.add_argument("access_key_id")
     command("config", cmd_config, "print the effective settings (secrets hidden)")
+    command("serve-iot", cmd_serve_iot, "run the IoT credentials endpoint (mutual TLS)")
+    for name, func, help_ in (("iot-attach", cmd_iot_attach, "attach a device certificate "
+                               "to a thing mapped to a device"),
+                              ("iot-detach", cmd_iot_detach, "detach a certificate")):
+        c = command(name, func, help_)
+        c.add_argument("--thing", required=True)
+        c.add_argument("--cert", required=True, help="the device's PEM certificate")
+        if name == "iot-attach":
+            c.add_argument("--device", required=True)
     return p
 
 

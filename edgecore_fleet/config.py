@@ -19,6 +19,12 @@ max_skew           EDGECORE_FLEET_MAX_SKEW         seconds a signature's time ma
 dashboard          EDGECORE_FLEET_DASHBOARD        serve the read-only dashboard (true)
 log_level          EDGECORE_FLEET_LOG_LEVEL        debug/info/warning (info: a JSON line per
                                                    request)
+iot_bind           EDGECORE_FLEET_IOT_BIND         ``serve-iot``: the credentials endpoint's
+                                                   host:port (default 127.0.0.1:8443)
+iot_ca             EDGECORE_FLEET_IOT_CA           PEM CA file the device certificates
+                                                   chain to (required by ``serve-iot``)
+iot_role_aliases   (file only)                     {"alias": seconds}, default
+                                                   {"edgecore-device-role-alias": 3600}
 =================  ==============================  =======================================
 """
 
@@ -39,6 +45,9 @@ DEFAULTS = {
     "cache_ttl": "3600",
     "dashboard": True,
     "log_level": "info",
+    "iot_bind": ["127.0.0.1:8443"],
+    "iot_ca": None,
+    "iot_role_aliases": {"edgecore-device-role-alias": 3600},
 }
 _INTS = ("workers", "threads", "max_skew")
 _ENV_S3 = {"S3_ENDPOINT_URL": "endpoint_url", "S3_REGION": "region",
@@ -69,7 +78,7 @@ def load(path=None, environ=None, overrides=None):
         config.update(data)
     for key in DEFAULTS:
         value = environ.get("EDGECORE_FLEET_" + key.upper())
-        if value is not None and key != "s3":
+        if value is not None and key not in ("s3", "iot_role_aliases"):
             config[key] = value
     s3 = dict(config["s3"] or {})
     for suffix, key in _ENV_S3.items():
@@ -88,8 +97,9 @@ def _check(config):
             raise ConfigError("%s: expected an integer, got %r" % (key, config[key])) from None
         if config[key] < 1:
             raise ConfigError("%s: must be at least 1" % key)
-    if isinstance(config["bind"], str):
-        config["bind"] = [b.strip() for b in config["bind"].split(",") if b.strip()]
+    for key in ("bind", "iot_bind"):
+        if isinstance(config[key], str):
+            config[key] = [b.strip() for b in config[key].split(",") if b.strip()]
     if isinstance(config["dashboard"], str):
         config["dashboard"] = config["dashboard"].lower() in ("1", "true", "yes", "on")
     if bool(config["tls_cert"]) != bool(config["tls_key"]):

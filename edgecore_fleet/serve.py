@@ -35,10 +35,18 @@ def build_app(config):
                     dashboard=config["dashboard"])
 
 
+def build_iot_app(config):
+    from .iot import IotApp
+
+    store = Store.open(config["database"], pool_size=config["threads"])
+    return IotApp(store, config["iot_role_aliases"])
+
+
 class _Gunicorn(BaseApplication):
-    def __init__(self, config, options):
+    def __init__(self, config, options, build=build_app):
         self.fleet_config = config
         self.options = options
+        self.build = build
         BaseApplication.__init__(self)
 
     def load_config(self):
@@ -46,7 +54,7 @@ class _Gunicorn(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        return build_app(self.fleet_config)
+        return self.build(self.fleet_config)
 
 
 def _child_exit(server, worker):
@@ -76,6 +84,30 @@ def gunicorn_options(config, metrics_dir):
         options["certfile"] = config["tls_cert"]
         options["keyfile"] = config["tls_key"]
     return options
+
+
+def serve_iot(config):
+    """The IoT credentials endpoint under gunicorn, mutual TLS: a client certificate
+    chaining to ``iot_ca`` is required in the handshake. Until SIGTERM/SIGINT."""
+    import ssl
+
+    from .config import ConfigError
+
+    if not (config["tls_cert"] and config["iot_ca"]):
+        raise ConfigError("serve-iot: tls_cert/tls_key (the server's) and iot_ca (the "
+                          "device CA) are required")
+    logs.configure(config["log_level"])
+    store = Store.open(config["database"])
+    try:
+        store.migrate()
+    finally:
+        store.close()
+    options = gunicorn_options(dict(config, bind=config["iot_bind"]), "")
+    del options["raw_env"], options["child_exit"]
+    options.update(cert_reqs=ssl.CERT_REQUIRED, ca_certs=config["iot_ca"],
+                   proc_name="edgecore-fleet-iot")
+    _Gunicorn(config, options, build_iot_app).run()
+    return 0
 
 
 def serve(config):
