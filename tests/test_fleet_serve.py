@@ -158,11 +158,15 @@ def test_deploy_files_agree_with_the_cli():
     settings = fleet_config.load(os.path.join(deploy, "fleet.json"), environ={
         "EDGECORE_FLEET_S3_ACCESS_KEY_ID": "AK", "EDGECORE_FLEET_S3_SECRET_ACCESS_KEY": "S"})
     assert settings["bind"] == ["0.0.0.0:8443"] and settings["s3"]["secret_access_key"] == "S"
-    with open(os.path.join(deploy, "edgecore-fleet.service")) as f:
-        unit = f.read()
     from edgecore_fleet.__main__ import build_parser
 
     parser = build_parser()
+    with open(os.path.join(deploy, "edgecore-fleet-iot.service")) as f:
+        unit = f.read()
+    assert "ExecStart=/opt/edgecore-fleet/bin/edgecore-fleet serve-iot --config" in unit
+    with open(os.path.join(deploy, "edgecore-fleet.service")) as f:
+        unit += f.read()
+    assert settings["iot_ca"] and settings["iot_role_aliases"]
     for line in unit.splitlines():
         if line.startswith(("ExecStart=", "ExecStartPre=")):
             argv = line.split("=", 1)[1].split()
