@@ -127,7 +127,8 @@ class FleetApp:
         payload, error = b"", None
         try:
             with self.store.request():
-                payload = self._serve(environ, api, path, target, operation, headers, entry)
+                payload = self._serve(environ, api, raw_path, target, operation, headers,
+                                      entry)
         except ApiError as e:  # sigcheck.AuthError too
             error = (e.status, e.code, e.message)
         except Exception:  # a real internal error: answered as AWS would, cause logged
@@ -156,9 +157,9 @@ class FleetApp:
         return self._reply(start_response, entry["status"], payload,
                            [("Content-Type", content_type)] + extra)
 
-    def _serve(self, environ, api, path, target, operation, headers, entry):
+    def _serve(self, environ, api, raw_path, target, operation, headers, entry):
         """Authenticate and run one API request; returns the response body."""
-        raw_path = environ.get("RAW_URI") or environ.get("REQUEST_URI") or _raw_path(environ)
+        path = raw_path.partition("?")[0]
         body = _read_body(environ)
         now = self.clock()
         verified = sigcheck.verify(environ["REQUEST_METHOD"], raw_path, headers, body,

@@ -86,6 +86,16 @@ def gunicorn_options(config, metrics_dir):
     return options
 
 
+def _prepare(config):
+    """JSON logs, and the schema migrated before any worker starts."""
+    logs.configure(config["log_level"])
+    store = Store.open(config["database"])
+    try:
+        store.migrate()
+    finally:
+        store.close()
+
+
 def serve_iot(config):
     """The IoT credentials endpoint under gunicorn, mutual TLS: a client certificate
     chaining to ``iot_ca`` is required in the handshake. Until SIGTERM/SIGINT."""
@@ -96,12 +106,7 @@ def serve_iot(config):
     if not (config["tls_cert"] and config["iot_ca"]):
         raise ConfigError("serve-iot: tls_cert/tls_key (the server's) and iot_ca (the "
                           "device CA) are required")
-    logs.configure(config["log_level"])
-    store = Store.open(config["database"])
-    try:
-        store.migrate()
-    finally:
-        store.close()
+    _prepare(config)
     options = gunicorn_options(dict(config, bind=config["iot_bind"]), "")
     del options["raw_env"], options["child_exit"]
     options.update(cert_reqs=ssl.CERT_REQUIRED, ca_certs=config["iot_ca"],
@@ -112,12 +117,7 @@ def serve_iot(config):
 
 def serve(config):
     """Migrate, then run gunicorn until SIGTERM/SIGINT. Returns its exit status."""
-    logs.configure(config["log_level"])
-    store = Store.open(config["database"])
-    try:
-        store.migrate()
-    finally:
-        store.close()
+    _prepare(config)
     metrics_dir = tempfile.mkdtemp(prefix="edgecore-fleet-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:

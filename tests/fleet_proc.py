@@ -2,7 +2,8 @@
 
 ``FleetServer(database, workers=1, threads=4, log=None)`` starts it on 127.0.0.1:<free
 port> and waits for /healthz; ``.url``, ``.workers()`` (the gunicorn worker pids, e.g.
-to SIGKILL one), ``.stop()`` (SIGTERM, then kill). ``free_port()``, ``child_pids(pid)``.
+to SIGKILL one), ``.stop()`` (SIGTERM, then kill). ``free_port()``, ``child_pids(pid)``,
+``stop(proc)``.
 """
 
 import os
@@ -63,10 +64,18 @@ class FleetServer:
         return child_pids(self.proc.pid)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc)
+
+
+def stop(proc, timeout=30):
+    """SIGTERM, wait; kill if it lingers. Returns the exit status of the SIGTERM stop, or
+    None when it had to be killed."""
+    if proc.poll() is not None:
+        return proc.returncode
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None

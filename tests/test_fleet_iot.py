@@ -6,14 +6,13 @@ ones get 403. CPython only."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
 import requests
-from fleet_proc import ROOT, free_port
+from fleet_proc import ROOT, free_port, stop
 
 from edgecore.client import Client
 from edgecore.errors import ClientError
@@ -63,12 +62,9 @@ def endpoint(tmp_path):
                 time.sleep(0.2)
         yield {"db": db, "store": store, "pki": pki, "port": port, "api": api,
                "url": "https://127.0.0.1:%d" % port}
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
+        assert stop(proc) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         log.close()
         api.stop()
         store.close()

@@ -4,7 +4,6 @@ the key commands; a clear message when the [fleet] extra is missing. CPython onl
 
 import json
 import os
-import signal
 import socket
 import ssl
 import subprocess
@@ -13,6 +12,7 @@ import time
 import urllib.request
 
 import pytest
+from fleet_proc import stop
 
 from edgecore_fleet import config as fleet_config
 
@@ -136,12 +136,9 @@ def test_serve_tls_metrics_logs_and_sigterm(tmp_path):
             'edgecore_fleet_requests_total{api="device",operation="SendHeartbeat"')]
         assert line and float(line[0].split()[-1]) == n  # summed over the workers
         assert "edgecore_fleet_heartbeats %d.0" % n in text
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
+        assert stop(proc) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         err.close()
     lines = (tmp_path / "stderr").read_text().splitlines()
     records = [json.loads(x) for x in lines]  # every line is one JSON object
