@@ -8,6 +8,7 @@
     edgecore-fleet keys                              # list keys (no secrets)
     edgecore-fleet delete-key ACCESS_KEY_ID
     edgecore-fleet config [--config FILE]            # the effective settings, secrets hidden
+    edgecore-fleet prune --keep-days N               # delete older heartbeats (e.g. daily)
     edgecore-fleet serve-iot [--config FILE]         # the IoT credentials endpoint (mTLS)
     edgecore-fleet iot-attach --thing T --device D --cert cert.pem   # (iot-detach: undo)
 
@@ -149,6 +150,18 @@ def cmd_iot_detach(args, config):
     return 0
 
 
+def cmd_prune(args, config):
+    import time
+
+    store = _store(config)
+    try:
+        n = store.prune_heartbeats(time.time() - args.keep_days * 86400)
+    finally:
+        store.close()
+    print(json.dumps({"heartbeats_deleted": n}))
+    return 0
+
+
 def cmd_config(args, config):
     print(json.dumps(fleet_config.redacted(config), indent=2, sort_keys=True))
     return 0
@@ -182,6 +195,9 @@ def build_parser():
     c = command("delete-key", cmd_delete_key, "delete an access key")
     c.add_argument("access_key_id")
     command("config", cmd_config, "print the effective settings (secrets hidden)")
+    c = command("prune", cmd_prune, "delete heartbeats older than --keep-days (results, "
+                "devices' latest state and rollout progress are kept)")
+    c.add_argument("--keep-days", type=float, required=True)
     command("serve-iot", cmd_serve_iot, "run the IoT credentials endpoint (mutual TLS)")
     for name, func, help_ in (("iot-attach", cmd_iot_attach, "attach a device certificate "
                                "to a thing mapped to a device"),

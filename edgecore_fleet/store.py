@@ -461,6 +461,21 @@ class Store:
                  "status": r.status, "received": r.received, "body": loads(r.body)}
                 for r in rows]
 
+    def prune_heartbeats(self, before, batch=10000):
+        """Delete heartbeats received before `before` (epoch seconds), `batch` rows per
+        transaction so a large history never holds long locks; results, devices' latest
+        state and rollout progress are kept. Returns the number deleted."""
+        h = t.heartbeats.c
+        total = 0
+        while True:
+            with self.tx() as conn:
+                ids = select(h.id).where(h.received < before).order_by(h.id).limit(batch)
+                n = conn.execute(t.heartbeats.delete().where(h.id.in_(ids.scalar_subquery()))
+                                 ).rowcount
+            total += n
+            if n < batch:
+                return total
+
     def counts(self):
         """Figures for /metrics: devices (registered), devices seen, heartbeats, results."""
         d, h, r = t.devices.c, t.heartbeats.c, t.deployment_results.c

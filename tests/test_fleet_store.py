@@ -98,3 +98,21 @@ def test_a_stage_can_be_started_once_and_stopped(fleet_db):
     with pytest.raises(ApiError):
         rollout.stop(store, "p1", "s")
     store.close()
+
+
+def test_prune_keeps_recent_heartbeats_results_and_progress(fleet_db):
+    store = Store.open(fleet_db).migrate()
+    store.add_device("a", "f")
+    name = _stage(store, "a")
+    for i in range(25):
+        store.add_heartbeat("a", "f", {"AgentVersion": "1"}, received=1000.0 + i)
+    store.add_heartbeat("a", "f", {"AgentVersion": "1", "DeploymentResult": {
+        "DeploymentName": name, "DeploymentStatus": "SUCCESS"}}, received=1100.0)
+    recent = store.add_heartbeat("a", "f", {"AgentVersion": "2"}, received=5000.0)
+    assert store.prune_heartbeats(2000.0, batch=10) == 26
+    assert [h["id"] for h in store.heartbeats()] == [recent]
+    assert len(store.results()) == 1
+    assert store.device("a")["agent_version"] == "2"
+    with store.read() as conn:
+        assert rollout.stage_progress(conn, "p1")["s"]["success"] == 1
+    store.close()
