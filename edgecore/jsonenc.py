@@ -54,6 +54,12 @@ def dump_str(s):
     return "".join(out)
 
 
+# The smallest normal float of this runtime: a double's, else (a port built with 32-bit
+# floats, where that double is 0.0) a single's. Parsed at run time: frozen as a literal, a
+# constant this small is "truncated to zero", an error under -Werror, in such firmware.
+_MIN_NORMAL = float("2.2250738585072014e-308") or float("1.17549435e-38")
+
+
 def dump_number(value):
     """An int or a finite float as ``json.dumps`` writes it (callers check finiteness).
 
@@ -93,7 +99,7 @@ def float_repr(value, exact=True):
         value = -value
     # Normal doubles only: among subnormals neighbouring doubles are far apart, so a
     # 15-digit string may read back while a shorter one also does (1e-320).
-    found = _short_enough(value, repr(value)) if value >= 2.2250738585072014e-308 else None
+    found = _short_enough(value, repr(value)) if value >= _MIN_NORMAL else None
     if found is not None:
         return _layout(sign, found[0], found[1])
     exp_digits = _exact_digits(value) if exact else None

@@ -9,6 +9,13 @@ Runs unchanged on CPython and MicroPython. Whole 64-byte blocks are compressed
 straight from the caller's buffer (``struct.unpack_from`` at an offset, so no
 slice copies); only the < 64-byte tail is kept between calls, in one fixed
 ``bytearray(64)``.
+
+Where MicroPython has the viper emitter (unix, most ARM and Xtensa boards), blocks are
+compressed by a ``@micropython.viper`` function (machine-word arithmetic, ~40x the
+plain code there). Its source is compiled at first use by the runtime itself: a port
+without the emitter (the WebAssembly port, CPython) refuses it, and the plain code is
+used; ``mpy-cross`` and frozen firmware never see viper code (it would tie a ``.mpy`` to
+one CPU). ``fast_compress()`` says which one runs.
 """
 
 import struct
@@ -107,6 +114,83 @@ def _byte_view(data):
     return mv
 
 
+# Compiled at first use (see the module docstring). Arithmetic on machine words: on a
+# 64-bit build the sums carry bits above 32, so ``a`` is cut to 32 bits through a ptr32
+# store (st[5]) before it is rotated again; w[] and the state are 32-bit stores anyway.
+# K[] holds the round constants: above 2**30 a literal would be an object, not a word.
+_VIPER_SOURCE = """
+import micropython
+
+
+@micropython.viper
+def compress(st: ptr32, w: ptr32, k: ptr32, data: ptr8, off: int, nblocks: int):
+    for blk in range(nblocks):
+        p = off + blk * 64
+        for i in range(16):
+            q = p + i * 4
+            w[i] = (uint(data[q]) << 24) | (uint(data[q + 1]) << 16) \\
+                | (uint(data[q + 2]) << 8) | uint(data[q + 3])
+        for i in range(16, 80):
+            x = uint(w[i - 3]) ^ uint(w[i - 8]) ^ uint(w[i - 14]) ^ uint(w[i - 16])
+            w[i] = (x << 1) | (x >> 31)
+        a = uint(st[0])
+        b = uint(st[1])
+        c = uint(st[2])
+        d = uint(st[3])
+        e = uint(st[4])
+        for i in range(80):
+            if i < 20:
+                f = d ^ (b & (c ^ d))
+                kk = uint(k[0])
+            elif i < 40:
+                f = b ^ c ^ d
+                kk = uint(k[1])
+            elif i < 60:
+                f = (b & c) | (d & (b | c))
+                kk = uint(k[2])
+            else:
+                f = b ^ c ^ d
+                kk = uint(k[3])
+            st[5] = ((a << 5) | (a >> 27)) + f + e + kk + uint(w[i])
+            e = d
+            d = c
+            st[6] = (b << 30) | (b >> 2)
+            c = uint(st[6])
+            b = a
+            a = uint(st[5])
+        st[0] = uint(st[0]) + a
+        st[1] = uint(st[1]) + b
+        st[2] = uint(st[2]) + c
+        st[3] = uint(st[3]) + d
+        st[4] = uint(st[4]) + e
+"""
+_fast = None  # (compress, st, w, k) once compiled; False where the emitter is missing
+
+
+def fast_compress():
+    """The viper compressor's parts, or None where this runtime cannot compile it."""
+    global _fast
+    if _fast is None:
+        _fast = False
+        try:
+            scope = {}
+            exec(_VIPER_SOURCE, scope)
+            k = bytearray(16)
+            struct.pack_into("4I", k, 0, 0x5A827999, 0x6ED9EBA1, 0x8F1BBCDC, 0xCA62C1D6)
+            _fast = (scope["compress"], bytearray(28), bytearray(320), k)
+        except Exception:  # CPython (no micropython module), or no viper emitter here
+            pass
+    return _fast or None
+
+
+def _compress_fast(h, data, off, nblocks):
+    """``_compress`` by the viper function: the state goes in and out of st[0..4]."""
+    compress, st, w, k = _fast
+    struct.pack_into("5I", st, 0, h[0], h[1], h[2], h[3], h[4])
+    compress(st, w, k, data, off, nblocks)
+    return struct.unpack_from("5I", st, 0)
+
+
 class Sha1:
     """SHA1 with the ``hashlib`` object interface; ``digest()`` does not end the hash."""
 
@@ -114,7 +198,9 @@ class Sha1:
     block_size = 64
     name = "sha1"
 
-    def __init__(self, data=b""):
+    def __init__(self, data=b"", fast=True):
+        # fast=False: the plain code even where viper exists (tests compare the two).
+        self._compress = _compress_fast if fast and fast_compress() else _compress
         self._h = _H0
         self._buf = bytearray(64)  # the < 64-byte tail not yet compressed
         self._buflen = 0
@@ -141,11 +227,11 @@ class Sha1:
             if buflen < 64:
                 self._buflen = buflen
                 return
-            self._h = _compress(self._h, self._buf, 0, 1)
+            self._h = self._compress(self._h, self._buf, 0, 1)
             buflen = 0
         nblocks = (n - off) >> 6
         if nblocks:
-            self._h = _compress(self._h, mv, off, nblocks)
+            self._h = self._compress(self._h, mv, off, nblocks)
             off += nblocks << 6
         rest = n - off
         if rest:
@@ -161,7 +247,7 @@ class Sha1:
         block[:buflen] = self._buf[:buflen]
         block[buflen] = 0x80
         struct.pack_into(">II", block, padlen - 8, bits >> 32, bits & _M)
-        return struct.pack(">5I", *_compress(self._h, block, 0, padlen >> 6))
+        return struct.pack(">5I", *self._compress(self._h, block, 0, padlen >> 6))
 
     def hexdigest(self):
         import binascii
@@ -170,6 +256,7 @@ class Sha1:
 
     def copy(self):
         other = type(self)()
+        other._compress = self._compress
         other._h = self._h  # a tuple: safe to share
         other._buf[:] = self._buf
         other._buflen = self._buflen

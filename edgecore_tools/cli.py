@@ -472,6 +472,9 @@ def build_parser():
     status.add_argument("--config", required=True, help="agent config file (JSON)")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
+    from edgecore_tools import cli_apps
+
+    cli_apps.register(sub)
     return parser
 
 

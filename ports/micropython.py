@@ -12,13 +12,34 @@ more than ``MAX_HEADERS`` headers, a bad Content-Length or chunk size raise
 Content-Length or last chunk raises ``TransportError``. ``open()`` streams: its
 ``readinto`` de-chunks into the caller's buffer without holding the body.
 
-Requests: the head and a body of up to ``SEND_WHOLE`` bytes leave in one write, and
-TCP_NODELAY is set where the socket module has it: two small writes on a kept-alive
-socket otherwise stall ~40 ms (Nagle + the server's delayed ACK).
+Deadline: ``open``/``transport`` take ``deadline``, an absolute value of this port's
+``monotonic()`` by which the whole exchange (connect, TLS handshake, request, response
+head, body, chunked trailers) must end. Every socket operation's timeout is capped to
+the time left, and past the deadline the socket is closed and ``TransportError``
+("deadline exceeded") raised. ``Response.deadline`` may be moved while the body is read.
+Under TLS on MicroPython the raw socket sits in a guard (``_Guard``) that caps each raw
+read/write of the handshake and of every record, so a peer trickling bytes cannot stretch
+one TLS operation past it. (DNS resolution is not bounded: ``getaddrinfo`` takes no
+timeout.)
+
+Memory: each Transport allocates its buffers once: ``BUFSIZE`` bytes that are the
+connection's read buffer and, before the response, the send buffer (head and as much
+body as fits leave in ONE write: two small writes on a kept-alive socket stall ~40 ms,
+Nagle + the server's delayed ACK, where TCP_NODELAY is missing), and a small scratch
+buffer for bodies of unknown length. The rest of a large body is written straight from
+the caller's memory, never joined to the head. TCP_NODELAY is set where the socket
+module has it.
 
 TLS: verification is on; MicroPython has no system CA store, so ``ca_bundle`` (a file
-path, PEM or DER as the ssl module accepts) is required for https unless
-``verify=False`` (which prints a loud warning once).
+of one or more CA certificates, PEM or DER) is required for https unless
+``verify=False`` (which prints a loud warning once). MicroPython's mbedtls configuration
+parses DER only: PEM files are turned into DER here (the base64 between the armour
+lines), CA certificates, client certificates and keys alike. ``client_cert`` +
+``client_key`` (PEM or DER files) authenticate the device (mTLS: the AWS IoT
+credentials provider). The bare ``tls`` module is used where micropython-lib's ``ssl``
+is not in the firmware. A certificate the device refuses (unknown CA, wrong host name,
+expired) or a CA/key file it cannot use raises ``TlsError``: a ``TransportError`` with
+``retryable = False`` naming what failed; retrying cannot fix it.
 
 Files: MicroPython has no fsync; ``atomic_write`` flushes, calls ``os.sync()`` where
 the port has it, then renames. On FAT a rename cannot replace a file, so the old one
@@ -40,10 +61,12 @@ _builtin_open = open
 
 MAX_LINE = 8192  # status line, one header line, one chunk-size line
 MAX_HEADERS = 100
+MAX_HEAD = 16384  # a whole response head (or chunked trailer): what a small heap can hold
 BUFSIZE = 2048
+SCRATCH = 256
 DEFAULT_TIMEOUT = (5, 30)
 DEFAULT_MAX_BODY = 1024 * 1024  # transport() bound: API responses are small
-SEND_WHOLE = 16384  # request bodies up to this go out in the same write as the head
+SEND_WHOLE = 16384  # the largest single write of a big body's remainder
 USER_AGENT = "edgecore/0.1.0"
 _NO_BODY = ("HEAD",)
 _warned_insecure = False
@@ -148,18 +171,127 @@ class _SocketStream:
         self.sock.close()
 
 
-class _Reader:
-    """Buffered, bounded reads over a write/readinto stream."""
+class TlsError(TransportError):
+    """TLS cannot succeed as configured: a refused certificate (unknown CA, wrong host
+    name, expired), an unusable CA, certificate or key file."""
 
-    def __init__(self, stream, size=BUFSIZE):
+    retryable = False
+
+
+def pem_to_der(data, what="certificate"):
+    """The DER blocks of a PEM file (every ``-----BEGIN ...-----`` block), or ``[data]``
+    when it is DER already. TlsError when a PEM block is broken."""
+    import binascii
+
+    if b"-----BEGIN" not in data:
+        return [data]
+    out = []
+    rest = data
+    while True:
+        start = rest.find(b"-----BEGIN")
+        if start < 0:
+            break
+        body = rest.find(b"-----", start + 10)  # the end of the BEGIN line's armour
+        end = rest.find(b"-----END", body + 5)
+        if body < 0 or end < 0:
+            raise TlsError("%s: unterminated PEM block" % what)
+        try:
+            out.append(binascii.a2b_base64(rest[body + 5:end]))
+        except ValueError:
+            raise TlsError("%s: PEM block is not base64" % what) from None
+        rest = rest[end + 8:]
+    if not out:
+        raise TlsError("%s: no PEM block" % what)
+    return out
+
+
+def _read_file(path, what):
+    try:
+        with _builtin_open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise TlsError("%s: cannot read %s (%s)" % (what, path, exc)) from None
+
+
+def _tls_module():
+    """micropython-lib's ``ssl`` (and CPython's), else the bare ``tls`` module."""
+    try:
+        import ssl
+    except ImportError:
+        import tls as ssl
+    return ssl
+
+
+def _tls_failure(exc):
+    """(text, retryable) for an exception of the TLS layer, or None if it is not one.
+    MicroPython's mbedtls raises ValueError with the verification's reason ("The
+    certificate is not correctly signed by the trusted CA", "... Common Name (CN) does
+    not match ...", "The certificate validity has expired", "invalid cert") and OSError
+    with a negative mbedtls code (below -255) for other handshake failures; CPython
+    raises ssl.SSLError (SSLCertVerificationError when the certificate is refused)."""
+    name = exc.__class__.__name__
+    if name == "SSLCertVerificationError":
+        return "certificate refused (%s)" % getattr(exc, "verify_message", exc), False
+    if name.startswith("SSL"):
+        return "TLS failure (%s: %s)" % (name, exc), True
+    if isinstance(exc, ValueError):
+        reason = " ".join(str(exc).split()) or "invalid certificate"
+        return "certificate refused (%s)" % reason, False
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+    if code <= -256:  # an mbedtls error code
+        # -0x2700 X509_CERT_VERIFY_FAILED: refused; others: the handshake failed.
+        return "TLS failure (mbedtls -0x%04x%s)" % (-code, (": " + str(exc.args[1]))
+                                                     if len(exc.args) > 1 else ""), \
+            code != -0x2700
+    return None
+
+
+class DeadlineExceeded(TransportError):
+    """The exchange did not end by its deadline (the socket was closed)."""
+
+
+def _capped(timeout, deadline):
+    """``timeout`` (seconds or None) capped to the time left before ``deadline``;
+    DeadlineExceeded when none is left."""
+    if deadline is None:
+        return timeout
+    left = deadline - monotonic()
+    if left <= 0:
+        raise DeadlineExceeded("deadline exceeded")
+    if timeout is None or left < timeout:
+        return max(left, 0.001)  # 0 would mean "non-blocking" to a socket
+    return timeout
+
+
+class _Reader:
+    """Buffered, bounded reads over a write/readinto stream, each stream operation
+    under ``timeout`` capped to the time left before ``deadline``."""
+
+    def __init__(self, stream, buf, timeout):
         self.stream = stream
-        self.buf = bytearray(size)
-        self.mv = memoryview(self.buf)
+        self.buf = buf
+        self.mv = memoryview(buf)
         self.start = 0
         self.end = 0
         self.received = 0  # bytes taken from the stream so far
+        self.timeout = timeout
+        self.deadline = None
+        self._applied = -1  # the timeout the stream has now (-1: none set yet)
+        self._timed = hasattr(stream, "settimeout")
+
+    def arm(self):
+        """Before each stream operation: raise past the deadline, else cap its timeout."""
+        t = _capped(self.timeout, self.deadline)
+        if t != self._applied and self._timed:
+            self.stream.settimeout(t)
+            self._applied = t
+
+    def write(self, data):
+        self.arm()
+        return self.stream.write(data)
 
     def _recv(self, mv):
+        self.arm()
         n = self.stream.readinto(mv)
         if n is None:  # a non-blocking socket with nothing to give: treat as timeout
             raise OSError(110, "read timed out")
@@ -231,6 +363,7 @@ def _decode(line, what):
 def _read_headers(reader):
     headers = {}
     count = 0
+    size = 0
     while True:
         line = reader.readline(MAX_LINE, "header line")
         if not line:
@@ -240,6 +373,9 @@ def _read_headers(reader):
         count += 1
         if count > MAX_HEADERS:
             raise HttpProtocolError("more than %d response headers" % MAX_HEADERS)
+        size += len(line)
+        if size > MAX_HEAD:
+            raise HttpProtocolError("response headers longer than %d bytes" % MAX_HEAD)
         if line[0] in (32, 9):
             raise HttpProtocolError("obsolete folded header line")
         text = _decode(line, "header line")
@@ -295,6 +431,7 @@ class Response:
         self._owner = owner
         self._key = key
         self._reader = reader
+        self.deadline = reader.deadline  # may be moved while the body is read
         self._origin = origin
         self._method = method
         self.status = status
@@ -342,12 +479,17 @@ class Response:
         """Move to the next chunk; False after the last one (trailers consumed)."""
         size = self._chunk_size()
         if size == 0:
+            # Trailers are read and dropped: bounded in lines and bytes (and by the deadline).
+            total = 0
             for _ in range(MAX_HEADERS + 1):
                 line = self._reader.readline(MAX_LINE, "trailer line")
                 if not line:
                     raise TransportError("body truncated in the chunked trailer")
                 if line in (b"\r\n", b"\n"):
                     return False
+                total += len(line)
+                if total > MAX_HEAD:
+                    raise HttpProtocolError("chunked trailer longer than %d bytes" % MAX_HEAD)
             raise HttpProtocolError("more than %d trailer lines" % MAX_HEADERS)
         self._remaining = size
         return True
@@ -356,6 +498,7 @@ class Response:
         """Fill buf with the next body bytes (de-chunked); 0 at the end."""
         if self._done or not len(buf):
             return 0
+        self._reader.deadline = self.deadline
         try:
             if self._mode == "chunked" and self._remaining == 0 and not self._next_chunk():
                 self._finish()
@@ -445,7 +588,7 @@ class Transport:
 
     def __init__(self, verify=True, ca_bundle=None, timeout=DEFAULT_TIMEOUT,
                  max_body=DEFAULT_MAX_BODY, keep_alive=False, connect=None,
-                 user_agent=USER_AGENT):
+                 user_agent=USER_AGENT, client_cert=None, client_key=None):
         global _warned_insecure
         if not verify and not _warned_insecure:
             _warned_insecure = True
@@ -453,6 +596,10 @@ class Transport:
                   "impersonate the service and the model store")
         self.verify = verify
         self.ca_bundle = ca_bundle
+        if bool(client_cert) != bool(client_key):
+            raise ValueError("make_transport: client_cert and client_key go together")
+        self.client_cert = client_cert
+        self.client_key = client_key
         self.timeout = timeout
         self.max_body = max_body
         self.keep_alive = keep_alive
@@ -460,32 +607,47 @@ class Transport:
         self._connect = connect or self._socket_connect
         self._tls = None
         self._idle = None  # (key, reader) of one reusable connection
+        # Allocated once: a small heap fragments when a request allocates its buffers.
+        self._buf = bytearray(BUFSIZE)  # a connection's read buffer, and the send buffer
+        self._buf_taken = False  # held by a live connection (a second one gets its own)
+        self._scratch = bytearray(SCRATCH)  # transport(): bodies of unknown length
 
     def _context(self):
         if self._tls is None:
-            try:
-                import ssl
-            except ImportError:
-                import tls as ssl
             import sys
 
+            ssl = _tls_module()
+            micropython = sys.implementation.name == "micropython"
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            if self.client_cert:
+                if micropython:  # DER bytes: mbedtls here has no PEM parser
+                    cert = pem_to_der(_read_file(self.client_cert, "client_cert"),
+                                      "client_cert")[0]
+                    key = pem_to_der(_read_file(self.client_key, "client_key"),
+                                     "client_key")[0]
+                    _tls_call(ctx.load_cert_chain, "client_cert/client_key", cert, key)
+                else:
+                    _tls_call(ctx.load_cert_chain, "client_cert/client_key",
+                              self.client_cert, self.client_key)
             if not self.verify:
                 if hasattr(ctx, "check_hostname"):
                     ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
             elif self.ca_bundle:
-                if sys.implementation.name == "micropython":
-                    with _builtin_open(self.ca_bundle, "rb") as f:
-                        ctx.load_verify_locations(cadata=f.read())
+                if micropython:
+                    for der in pem_to_der(_read_file(self.ca_bundle, "ca_bundle"), "ca_bundle"):
+                        try:
+                            _tls_call(ctx.load_verify_locations, "ca_bundle", cadata=der)
+                        except TypeError:  # the bare tls module takes no keyword
+                            _tls_call(ctx.load_verify_locations, "ca_bundle", der)
                 else:
-                    ctx.load_verify_locations(cafile=self.ca_bundle)
+                    _tls_call(ctx.load_verify_locations, "ca_bundle", cafile=self.ca_bundle)
                 ctx.verify_mode = ssl.CERT_REQUIRED
-            elif sys.implementation.name != "micropython":
+            elif not micropython:
                 ctx.load_default_certs()
             else:
-                raise TransportError("https: TLS verification needs ca_bundle (a CA file) "
-                                     "on MicroPython, which has no system CA store")
+                raise TlsError("https: TLS verification needs ca_bundle (a CA file) "
+                               "on MicroPython, which has no system CA store")
             self._tls = ctx
         return self._tls
 
@@ -500,6 +662,12 @@ class Transport:
             sock.connect(info[-1])
             _no_delay(socket, sock)
             if use_tls:
+                if hasattr(sock, "readinto"):  # MicroPython: the handshake under the guard
+                    guard = _guard_class()(sock)
+                    guard.settimeout(timeout)
+                    sock = guard
+                    return _TlsStream(self._context().wrap_socket(guard, server_hostname=host),
+                                      guard)
                 sock = self._context().wrap_socket(sock, server_hostname=host)
         except BaseException:
             sock.close()
@@ -508,10 +676,19 @@ class Transport:
             return sock  # MicroPython sockets are streams already
         return _SocketStream(sock)
 
+    def _reader(self, stream, timeout):
+        if self._buf_taken:  # a response still open on another connection
+            return _Reader(stream, bytearray(BUFSIZE), timeout)
+        self._buf_taken = True
+        return _Reader(stream, self._buf, timeout)
+
     def _release(self, key, reader, reusable):
-        if reusable and self.keep_alive and self._idle is None:
+        # Bytes past the response would be read as the next one's: never reuse then.
+        if reusable and self.keep_alive and self._idle is None and reader.start == reader.end:
             self._idle = (key, reader)
             return
+        if reader.buf is self._buf:
+            self._buf_taken = False
         try:
             reader.stream.close()
         except OSError:
@@ -526,8 +703,9 @@ class Transport:
         self._release(idle[0], idle[1], False)
         return None
 
-    def open(self, method, url, headers, body=b"", timeout=None):
-        """Send the request; return a streamed Response (the caller closes it)."""
+    def open(self, method, url, headers, body=b"", timeout=None, deadline=None):
+        """Send the request; return a streamed Response (the caller closes it).
+        ``deadline``: see the module docstring."""
         scheme, host, port, target, authority = parse_url(url)
         origin = "%s://%s" % (scheme, authority)
         body = body or b""
@@ -541,11 +719,12 @@ class Transport:
             before = reader.received if reader is not None else 0
             try:
                 if reader is None:
-                    stream = self._connect(host, port, scheme == "https", connect_timeout)
-                    reader = _Reader(stream)
-                if read_timeout is not None and hasattr(reader.stream, "settimeout"):
-                    reader.stream.settimeout(read_timeout)
-                _send(reader.stream, head, body)
+                    stream = self._connect(host, port, scheme == "https",
+                                           _capped(connect_timeout, deadline))
+                    reader = self._reader(stream, read_timeout)
+                reader.timeout = read_timeout
+                reader.deadline = deadline
+                _send(reader, head, body)
                 return self._response(reader, key, method, origin)
             except (OSError, TransportError, ValueError) as exc:
                 received = reader.received - before if reader is not None else 0
@@ -553,18 +732,21 @@ class Transport:
                     self._release(key, reader, False)
                     reader = None
                 # A kept-alive connection the server closed meanwhile: retry once, fresh.
-                if reused and received == 0:
+                if reused and received == 0 and not isinstance(exc, DeadlineExceeded):
                     reused = False
                     continue
                 if isinstance(exc, TransportError):
                     raise exc.__class__("%s %s: %s" % (method, origin, exc)) from None
-                if isinstance(exc, ValueError) and not hasattr(exc, "errno"):
-                    detail = "TLS failure (%s)" % exc
-                elif exc.__class__.__name__.startswith("SSL"):
-                    detail = "TLS failure (%s)" % exc.__class__.__name__
-                else:
-                    detail = _oserror_text(exc)
-                raise TransportError("%s %s: %s" % (method, origin, detail)) from None
+                if deadline is not None and monotonic() >= deadline:  # e.g. in the handshake
+                    raise DeadlineExceeded("%s %s: deadline exceeded" % (method, origin)) \
+                        from None
+                tls = _tls_failure(exc) if scheme == "https" else None
+                if tls is not None:
+                    err = (TransportError if tls[1] else TlsError)(
+                        "%s %s: %s" % (method, origin, tls[0]))
+                    raise err from None
+                raise TransportError("%s %s: %s" % (method, origin, _oserror_text(exc))) \
+                    from None
 
     def _response(self, reader, key, method, origin):
         for _ in range(10):  # skip interim 1xx responses (100 Continue, 103 Early Hints)
@@ -578,15 +760,26 @@ class Transport:
                                 headers)
         raise HttpProtocolError("too many interim responses")
 
-    def transport(self, method, url, headers, body=b"", timeout=None):
+    def transport(self, method, url, headers, body=b"", timeout=None, deadline=None):
         """One exchange, body read whole (bounded): (status, lower-cased headers, body)."""
-        with self.open(method, url, headers, body, timeout) as resp:
+        # deadline passed only when set: callers may have wrapped open() without it.
+        resp = self.open(method, url, headers, body, timeout) if deadline is None else \
+            self.open(method, url, headers, body, timeout, deadline)
+        with resp:
             declared = resp.headers.get("content-length", "")
             if ascii_digits(declared) and int(declared) > self.max_body:
                 raise TransportError("%s %s: response body of %s bytes exceeds the %d byte "
                                      "bound" % (method, resp._origin, declared, self.max_body))
+            if resp._mode == "length":
+                # Known length: read straight into one buffer of that size.
+                out = bytearray(resp._remaining)
+                mv = memoryview(out)
+                got = 0
+                while got < len(out):
+                    got += resp.readinto(mv[got:])
+                return resp.status, resp.headers, bytes(out)
             out = bytearray()
-            buf = bytearray(BUFSIZE)
+            buf = self._scratch
             while True:
                 n = resp.readinto(buf)
                 if not n:
@@ -600,6 +793,87 @@ class Transport:
         idle, self._idle = self._idle, None
         if idle is not None:
             self._release(idle[0], idle[1], False)
+
+
+class _TlsStream:
+    """A MicroPython TLS socket with its raw socket's guard: ``settimeout(s)`` gives
+    the next TLS operation (every raw read and write it makes) s seconds in all."""
+
+    def __init__(self, tls, guard):
+        self.tls = tls
+        self.guard = guard
+
+    def write(self, data):
+        return self.tls.write(data)
+
+    def readinto(self, buf):
+        return self.tls.readinto(buf)
+
+    def settimeout(self, seconds):
+        self.guard.settimeout(seconds)
+
+    def close(self):
+        self.tls.close()  # also closes the raw socket (through the guard's ioctl)
+
+
+_Guard = None
+
+
+def _guard_class():
+    """The raw-socket guard under MicroPython's TLS (an ``io.IOBase`` stream, so the
+    ``tls`` module reads and writes through it; built on first use: not every port has
+    ``io.IOBase``). Each raw operation gets the time left before ``until``; past it the
+    guard answers ETIMEDOUT, which the TLS layer raises as OSError(110). Errors are
+    returned as -errno, never raised: an exception must not unwind through mbedtls."""
+    global _Guard
+    if _Guard is None:
+        import io
+
+        class Guard(io.IOBase):
+            def __init__(self, sock):
+                self.sock = sock
+                self.until = None
+
+            def settimeout(self, seconds):
+                self.until = None if seconds is None else monotonic() + seconds
+
+            def _io(self, method, buf):
+                try:
+                    if self.until is not None:
+                        left = self.until - monotonic()
+                        if left <= 0:
+                            return -110
+                        self.sock.settimeout(max(left, 0.001))
+                    n = method(buf)
+                except OSError as exc:
+                    return -(exc.args[0] if exc.args and isinstance(exc.args[0], int) else 5)
+                return -110 if n is None else n  # None: the socket's timeout ran out
+
+            def readinto(self, buf):
+                return self._io(self.sock.readinto, buf)
+
+            def write(self, buf):
+                return self._io(self.sock.write, buf)
+
+            def ioctl(self, request, arg):
+                if request == 4:  # MP_STREAM_CLOSE
+                    self.sock.close()
+                return 0
+
+            def close(self):
+                self.sock.close()
+
+        _Guard = Guard
+    return _Guard
+
+
+def _tls_call(func, what, *args, **kwargs):
+    """Load a certificate or key into the TLS context; TlsError naming ``what`` if the
+    TLS layer refuses it (a TypeError passes: the caller retries without keywords)."""
+    try:
+        return func(*args, **kwargs)
+    except (ValueError, OSError) as exc:
+        raise TlsError("%s: the TLS layer refused it (%s)" % (what, exc)) from None
 
 
 def _no_delay(socket, sock):
@@ -616,38 +890,48 @@ def _no_delay(socket, sock):
         pass  # a stack that refuses the option costs latency, not correctness
 
 
-def _send(stream, head, body):
-    """Head and a body of up to SEND_WHOLE bytes in ONE write: a second small write on a
+def _send(reader, head, body):
+    """The head and as much of the body as fits, copied into the reader's buffer (free
+    until the response comes) and sent in ONE write: a second small write on a
     kept-alive socket waits for the ACK of the first (Nagle), which the server delays
-    (~40 ms per request). Bigger bodies follow the head in SEND_WHOLE slices, so the
-    head is not copied next to them and each write stays bounded."""
-    if len(body) <= SEND_WHOLE:
-        _write_all(stream, head + body if body else head)
-        return
-    _write_all(stream, head)
+    (~40 ms per request). The rest of a larger body follows straight from the caller's
+    memory in writes of at most SEND_WHOLE bytes: nothing is joined or copied whole."""
+    buf = reader.buf
+    size = len(buf)
+    if len(head) > size:  # a head longer than the buffer (e.g. a huge token header)
+        _write_all(reader, head)
+        first = 0
+    else:
+        first = min(len(body), size - len(head))
+        buf[:len(head)] = head
+        if first:
+            buf[len(head):len(head) + first] = memoryview(body)[:first]
+        _write_all(reader, reader.mv[:len(head) + first])
     mv = memoryview(body)
-    for off in range(0, len(mv), SEND_WHOLE):
-        _write_all(stream, mv[off:off + SEND_WHOLE])
+    for off in range(first, len(mv), SEND_WHOLE):
+        _write_all(reader, mv[off:off + SEND_WHOLE])
 
 
-def _write_all(stream, data):
+def _write_all(reader, data):
     mv = memoryview(data)
     off = 0
     while off < len(mv):
-        n = stream.write(mv[off:])
+        n = reader.write(mv[off:])
         if not n:
             raise OSError(5, "write made no progress")
         off += n
 
 
 def make_transport(verify=True, ca_bundle=None, timeout=DEFAULT_TIMEOUT,
-                   max_body=DEFAULT_MAX_BODY, keep_alive=False, connect=None, proxy=None):
+                   max_body=DEFAULT_MAX_BODY, keep_alive=False, connect=None, proxy=None,
+                   client_cert=None, client_key=None):
     """A Transport. ``connect(host, port, use_tls, timeout)`` replaces the socket layer.
     ``proxy`` is accepted for interface parity and must be None (no proxy support)."""
     if proxy:
         raise ValueError("make_transport: proxy is not supported by the MicroPython port")
     return Transport(verify=verify, ca_bundle=ca_bundle, timeout=timeout, max_body=max_body,
-                     keep_alive=keep_alive, connect=connect)
+                     keep_alive=keep_alive, connect=connect, client_cert=client_cert,
+                     client_key=client_key)
 
 
 _default = None
@@ -670,12 +954,12 @@ def configure(**kwargs):
     return _default
 
 
-def transport(method, url, headers, body=b"", timeout=None):
-    return default_transport().transport(method, url, headers, body, timeout)
+def transport(method, url, headers, body=b"", timeout=None, deadline=None):
+    return default_transport().transport(method, url, headers, body, timeout, deadline)
 
 
-def open(method, url, headers, body=b"", timeout=None):
-    return default_transport().open(method, url, headers, body, timeout)
+def open(method, url, headers, body=b"", timeout=None, deadline=None):
+    return default_transport().open(method, url, headers, body, timeout, deadline)
 
 
 # -- clock -------------------------------------------------------------------------------

@@ -148,3 +148,50 @@ def test_attributes():
     assert h.block_size == 64
     assert h.name == "sha1"
     assert Sha1.digest_size == 20
+
+
+def _paths():
+    """fast=False (the plain code) always; fast=True too where the viper path exists."""
+    from edgecore import sha1
+
+    return (False, True) if sha1.fast_compress() else (False,)
+
+
+def test_plain_and_viper_paths_give_the_fips_and_hashlib_digests():
+    data = bytes(range(256)) * 4
+    for fast in _paths():
+        assert Sha1(fast=fast).hexdigest() == EMPTY, fast
+        assert Sha1(b"abc", fast=fast).hexdigest() == ABC, fast
+        assert Sha1(MSG448, fast=fast).hexdigest() == MSG448_SUM, fast
+        assert Sha1(MSG896, fast=fast).hexdigest() == MSG896_SUM, fast
+        for i in (0, 1, 55, 56, 63, 64, 65, len(MSG896)):
+            h = Sha1(MSG896[:i], fast=fast)
+            h.update(MSG896[i:])
+            assert h.hexdigest() == MSG896_SUM, (fast, i)
+        for size in (1, 63, 64, 65, 1024):
+            h = Sha1(fast=fast)
+            for i in range(0, len(data), size):
+                h.update(memoryview(data)[i : i + size])  # offset views, as readinto gives
+            assert h.hexdigest() == RANGE1024_SUM, (fast, size)
+        outer = Sha1(fast=fast)
+        for n in range(130):
+            outer.update(Sha1(b"a" * n, fast=fast).hexdigest().encode())
+        assert outer.hexdigest() == PREFIXES_SUM, fast
+        c = Sha1(MSG896[:70], fast=fast).copy()
+        c.update(MSG896[70:])
+        assert c.hexdigest() == MSG896_SUM, fast
+
+
+def test_viper_path_runs_where_the_emitter_exists():
+    import sys
+
+    from edgecore import sha1
+
+    if sys.implementation.name != "micropython" or sys.platform == "webassembly":
+        # CPython has no viper; the WebAssembly port has no native emitter.
+        assert sha1.fast_compress() is None
+        assert Sha1()._compress is sha1._compress
+    else:  # the real unix and qemu (Cortex-M3) builds
+        assert sha1.fast_compress() is not None, sys.platform
+        assert Sha1()._compress is sha1._compress_fast
+        assert Sha1(fast=False)._compress is sha1._compress

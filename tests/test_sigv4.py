@@ -135,7 +135,15 @@ def test_get_vanilla_float_timestamp_is_floored():
         service=V.SERVICE,
         timestamp=V.EPOCH + 0.999,
     )
-    assert out["Authorization"] == case["authz"]
+    if float("16777217") == float("16777216"):
+        # 32-bit floats (the qemu Cortex-M3 port): V.EPOCH + 0.999 is another second
+        # there (floats near 1.4e9 are 128 s apart); what holds is the flooring itself.
+        floored = sigv4.sign_request("GET", SUITE_HOST + "/", {}, None, access_key=V.ACCESS_KEY,
+                                     secret_key=V.SECRET_KEY, region=V.REGION,
+                                     service=V.SERVICE, timestamp=int(V.EPOCH + 0.999))
+        assert out == floored
+    else:
+        assert out["Authorization"] == case["authz"]
     assert out["Host"] == "example.amazonaws.com"
 
 
@@ -612,7 +620,8 @@ def test_url_userinfo_is_refused_without_echo():
 
 
 def test_lone_surrogate_secret_names_the_field_only():
-    secret = "wJalrXUtnFEMI" + "\udc80" + "EXAMPLEKEY"
+    # chr(): a lone surrogate literal cannot be frozen into firmware (not UTF-8).
+    secret = "wJalrXUtnFEMI" + chr(0xDC80) + "EXAMPLEKEY"
     try:
         secret.encode()
         return  # MicroPython's str encodes any code point: nothing to refuse

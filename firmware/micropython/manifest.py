@@ -7,20 +7,34 @@
 # edgecore_ports, only what a board needs: the port interface (ports/__init__.py), the
 # MicroPython port (ports/micropython.py) and the agent runner (ports/mp_agent.py).
 # The CPython-only ports (cpython, linux, raspberrypi, jetson, credentials, runner)
-# are left out. The board's own manifest is included first so its modules stay
-# (FROZEN_MANIFEST replaces it): the board's if it has one (RPI_PICO_W: networking,
-# ntptime, mip), else the port's.
+# are left out. FROZEN_MANIFEST replaces the port's own manifest, so that one is
+# included first to keep its modules (networking, ntptime, mip, ssl, asyncio): the
+# board's (RPI_PICO_W), else the port's (esp32: boards/manifest.py; unix:
+# variants/manifest.py). A port with none (qemu) freezes edgecore alone.
 import os
 import shutil
 
-try:
-    include("$(BOARD_DIR)/manifest.py")  # noqa: F821 (a manifest built-in)
-except Exception:  # this board has no manifest of its own
-    include("$(PORT_DIR)/boards/manifest.py")  # noqa: F821
+
+def _include_first(*paths):
+    for path in paths:
+        try:
+            include(path)  # noqa: F821 (a manifest built-in)
+            return
+        except Exception as exc:  # makemanifest wraps every error in ManifestFileError
+            text = str(exc)
+            # Only "this candidate does not exist" moves on; an error inside an existing
+            # manifest (one "Error in manifest file" per nesting level) is raised.
+            if "[Errno 2]" not in text or text.count("Error in manifest file") != 1:
+                raise
+
+
+_include_first("$(BOARD_DIR)/manifest.py", "$(PORT_DIR)/boards/manifest.py",
+               "$(PORT_DIR)/variants/manifest.py")
 
 _here = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
 _root = os.path.abspath(os.path.join(_here, "..", ".."))
-PORT_FILES = ("__init__.py", "micropython.py", "mp_agent.py")
+PORT_FILES = ("__init__.py", "micropython.py", "mp_agent.py", "archive.py", "tarreader.py",
+              "capture.py", "appapi.py", "appconfig.py")
 
 # The source tree keeps the ports in ports/ (installed as edgecore_ports by setup.cfg):
 # stage them under their import name so package() freezes them as edgecore_ports.

@@ -1,0 +1,245 @@
+"""The MicroPython port's TLS on the real 32-bit unix binary (mbedtls), against local
+TLS servers this test starts: CA as PEM and as DER, the bare ``tls`` module fallback,
+client certificates (mTLS), and refused certificates (unknown CA, wrong host name,
+expired) reported as non-retryable ``TlsError`` naming the reason; a TLS handshake
+trickled byte by byte is cut at the deadline.
+
+The binary comes from ``firmware/micropython/build.sh unix`` (.ci/run builds it first);
+without it these tests skip, unless ``CI`` is set (then they fail).
+"""
+
+import datetime
+import json
+import os
+import socket
+import ssl
+import subprocess
+import threading
+import time
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BINARY = os.path.join(ROOT, ".cache", "micropython", "bin", "micropython32")
+
+if not os.path.exists(BINARY):
+    if os.environ.get("CI"):
+        raise RuntimeError("no MicroPython binary at %s: run firmware/micropython/build.sh"
+                           % BINARY)
+    pytest.skip("no MicroPython binary: firmware/micropython/build.sh unix",
+                allow_module_level=True)
+
+NOW = datetime.datetime.now(datetime.timezone.utc)
+
+
+def _name(cn):
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _cert(subject, key, issuer, issuer_key, ca=False, hosts=(), days=(-1, 30)):
+    b = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
+         .public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(NOW + datetime.timedelta(days=days[0]))
+         .not_valid_after(NOW + datetime.timedelta(days=days[1]))
+         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if hosts:
+        b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]),
+                            critical=False)
+    return b.sign(issuer_key, hashes.SHA256())
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pki")
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _cert("edgecore test CA", ca_key, "edgecore test CA", ca_key, ca=True)
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    other = _cert("another CA", other_key, "another CA", other_key, ca=True)
+    files = {}
+
+    def write(name, data):
+        path = d / name
+        path.write_bytes(data)
+        files[name] = str(path)
+
+    pem = serialization.Encoding.PEM
+    der = serialization.Encoding.DER
+    # A bundle of two PEM certificates: the device must load every block.
+    write("ca.pem", other.public_bytes(pem) + ca.public_bytes(pem))
+    write("ca.der", ca.public_bytes(der))
+    write("other.der", other.public_bytes(der))
+    for name, hosts, days in (("good", ("localhost",), (-1, 30)),
+                              ("wronghost", ("elsewhere.example",), (-1, 30)),
+                              ("expired", ("localhost",), (-30, -1))):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = _cert(name, key, "edgecore test CA", ca_key, hosts=hosts, days=days)
+        write(name + ".crt", cert.public_bytes(pem))
+        write(name + ".key", key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client = _cert("device-1", client_key, "edgecore test CA", ca_key)
+    write("client.pem", client.public_bytes(pem))
+    write("client.key.pem", client_key.private_bytes(
+        pem, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()))
+    write("client.der", client.public_bytes(der))
+    write("client.key.der", client_key.private_bytes(
+        der, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return files
+
+
+class TlsServer:
+    """Answers each connection with one HTTP response (the client certificate's CN when
+    one was presented), over TLS with the given certificate."""
+
+    def __init__(self, files, name, require_client=False, trickle=False):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(files[name + ".crt"], files[name + ".key"])
+        if require_client:
+            self.ctx.verify_mode = ssl.CERT_REQUIRED
+            self.ctx.load_verify_locations(cadata=_pem_of(files["ca.der"]))
+        self.trickle = trickle
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn):
+        try:
+            if self.trickle:  # a server hello one byte per 0.2 s: never a whole handshake
+                conn.recv(4096)
+                for b in b"\x16\x03\x03\x00\x40" + b"\x02" * 64:
+                    conn.sendall(bytes([b]))
+                    time.sleep(0.2)
+                return
+            tls = self.ctx.wrap_socket(conn, server_side=True)
+            tls.recv(4096)
+            peer = tls.getpeercert()
+            who = dict(x[0] for x in peer["subject"])["commonName"] if peer else "anonymous"
+            body = who.encode()
+            tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                        % (len(body), body))
+            tls.close()
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            conn.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def _pem_of(der_path):
+    with open(der_path, "rb") as f:
+        return ssl.DER_cert_to_PEM_cert(f.read())
+
+
+# Runs on the device: one request, its outcome as one JSON line.
+SCRIPT = """
+import json, sys
+from edgecore_ports import micropython as mp
+args = json.loads(sys.argv[1])
+if args.pop("bare_tls", False):
+    import tls
+    mp._tls_module = lambda: tls
+deadline = args.pop("deadline", None)
+url = args.pop("url")
+t = mp.make_transport(timeout=(5, 5), **args)
+try:
+    if deadline is not None:
+        deadline += mp.monotonic()
+    status, headers, body = t.transport("GET", url, {}, deadline=deadline)
+    print(json.dumps({"status": status, "body": body.decode()}))
+except Exception as exc:
+    print(json.dumps({"error": exc.__class__.__name__, "message": str(exc),
+                      "retryable": getattr(exc, "retryable", True)}))
+"""
+
+
+def device(**args):
+    env = dict(os.environ, MICROPYPATH=".frozen")
+    t0 = time.monotonic()
+    proc = subprocess.run([BINARY, "-X", "heapsize=64k", "-c", SCRIPT, json.dumps(args)],
+                          capture_output=True, text=True, timeout=60, env=env, cwd="/")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["seconds"] = time.monotonic() - t0
+    return out
+
+
+@pytest.fixture(scope="module")
+def servers(pki):
+    made = {"good": TlsServer(pki, "good"), "wronghost": TlsServer(pki, "wronghost"),
+            "expired": TlsServer(pki, "expired"),
+            "mtls": TlsServer(pki, "good", require_client=True),
+            "trickle": TlsServer(pki, "good", trickle=True)}
+    yield made
+    for s in made.values():
+        s.close()
+
+
+def url(server):
+    return "https://localhost:%d/" % server.port
+
+
+@pytest.mark.parametrize("ca", ["ca.pem", "ca.der"])
+@pytest.mark.parametrize("bare_tls", [False, True])
+def test_ca_as_pem_or_der_with_ssl_or_the_bare_tls_module(pki, servers, ca, bare_tls):
+    out = device(url=url(servers["good"]), ca_bundle=pki[ca], bare_tls=bare_tls)
+    assert out.get("status") == 200 and out["body"] == "anonymous", out
+
+
+@pytest.mark.parametrize("server, reason", [
+    ("good", "not correctly signed by the trusted CA"),  # with another CA only
+    ("wronghost", "Common Name (CN) does not match"),
+    ("expired", "validity has expired"),
+])
+def test_refused_certificates_are_non_retryable_and_named(pki, servers, server, reason):
+    ca = pki["other.der"] if server == "good" else pki["ca.der"]
+    out = device(url=url(servers[server]), ca_bundle=ca)
+    assert out.get("error") == "TlsError", out
+    assert out["retryable"] is False
+    assert "certificate refused" in out["message"] and reason in out["message"], out
+    assert "GET https://localhost:%d" % servers[server].port in out["message"]
+
+
+@pytest.mark.parametrize("cert, key", [("client.pem", "client.key.pem"),
+                                       ("client.der", "client.key.der")])
+def test_client_certificate_mtls(pki, servers, cert, key):
+    out = device(url=url(servers["mtls"]), ca_bundle=pki["ca.pem"], client_cert=pki[cert],
+                 client_key=pki[key])
+    assert out.get("status") == 200 and out["body"] == "device-1", out
+    # Without one the server refuses the handshake: a TLS failure, not a crash.
+    out = device(url=url(servers["mtls"]), ca_bundle=pki["ca.pem"])
+    assert "error" in out, out
+    assert "TLS failure" in out["message"] or "network error" in out["message"], out
+
+
+def test_unusable_ca_file_is_a_non_retryable_error(pki, servers, tmp_path):
+    bad = tmp_path / "bad.pem"
+    bad.write_bytes(b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n")
+    out = device(url=url(servers["good"]), ca_bundle=str(bad))
+    assert out.get("error") == "TlsError" and out["retryable"] is False, out
+    assert "ca_bundle" in out["message"], out
+    out = device(url=url(servers["good"]), ca_bundle=str(tmp_path / "missing.pem"))
+    assert out.get("error") == "TlsError" and "cannot read" in out["message"], out
+
+
+@pytest.mark.xfail(strict=True, reason="known defect: the raw-socket guard does not cut a "
+                   "handshake trickled inside one TLS record (ends when the peer stops, ~14 s)")
+def test_a_trickled_handshake_is_cut_at_the_deadline(pki, servers):
+    # Each byte comes well within the 5 s socket timeout: only the deadline ends it.
+    out = device(url=url(servers["trickle"]), ca_bundle=pki["ca.der"], deadline=2)
+    assert out.get("error") == "DeadlineExceeded" and "deadline exceeded" in out["message"], out
+    assert out["seconds"] < 8, out
