@@ -257,17 +257,17 @@ def update_devices(ctx, p):
     with ctx.store.tx() as conn:
         _fleet(conn, p["DeviceFleetName"])
         for dev in p["Devices"]:
+            mine = and_(d.name == dev["DeviceName"], d.fleet == p["DeviceFleetName"])
+            if conn.execute(select(d.name).where(mine)).first() is None:
+                raise not_found("Device %s does not exist in device fleet %s."
+                                % (dev["DeviceName"], p["DeviceFleetName"]))
             values = {}
             if "Description" in dev:
                 values["description"] = dev["Description"]
             if "IotThingName" in dev:
                 values["iot_thing"] = dev["IotThingName"]
-            done = conn.execute(update(t.devices).where(and_(
-                d.name == dev["DeviceName"], d.fleet == p["DeviceFleetName"])).values(**values)
-                ) if values else None
-            if done is not None and done.rowcount == 0:
-                raise not_found("Device %s does not exist in device fleet %s."
-                                % (dev["DeviceName"], p["DeviceFleetName"]))
+            if values:
+                conn.execute(update(t.devices).where(mine).values(**values))
 
 
 def _edge_models(models, summary=False):
@@ -326,10 +326,7 @@ def list_devices(ctx, p):
     summaries = []
     for r in page:
         s = _device_common(ctx, r)
-        del s["RegistrationTime"]
         s["Models"] = _edge_models(loads(r["models"]), summary=True)
-        if r["created"] is not None:
-            s["RegistrationTime"] = r["created"]
         summaries.append(s)
     return with_token({"DeviceSummaries": summaries},
                       encode_token(offset + limit) if more else None)
@@ -467,7 +464,7 @@ def create_edge_deployment_stage(ctx, p):
 def delete_edge_deployment_stage(ctx, p):
     st = t.stages.c
     with ctx.store.tx() as conn:
-        stage = rollout._stage(conn, p["EdgeDeploymentPlanName"], p["StageName"])
+        stage = rollout.get_stage(conn, p["EdgeDeploymentPlanName"], p["StageName"])
         if stage.status != "READYTODEPLOY":
             raise in_use("Stage %s has been started; it cannot be deleted." % p["StageName"])
         conn.execute(delete(t.stages).where(and_(st.plan == p["EdgeDeploymentPlanName"],
@@ -564,7 +561,7 @@ def list_stage_devices(ctx, p):
     offset = decode_token(p.get("NextToken"))
     with ctx.store.read() as conn:
         plan = _plan(conn, plan_name)
-        rollout._stage(conn, plan_name, stage_name)
+        rollout.get_stage(conn, plan_name, stage_name)
         q = (select(sd.device, sd.status, sd.message, sd.started, d.description)
              .select_from(t.stage_devices.outerjoin(t.devices, d.name == sd.device))
              .where(and_(sd.plan == plan_name, sd.stage == stage_name)).order_by(sd.device))

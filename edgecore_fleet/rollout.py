@@ -88,7 +88,8 @@ def stage_status(stored, counts):
     return "FAILED" if counts["failed"] else "DEPLOYED"
 
 
-def _stage(conn, plan, stage):
+def get_stage(conn, plan, stage):
+    """The stage row, or ResourceNotFound."""
     st = t.stages.c
     row = conn.execute(select(t.stages).where(and_(st.plan == plan, st.name == stage))).first()
     if row is None:
@@ -119,7 +120,7 @@ def start(store, plan_name, stage_name):
         plan = conn.execute(select(t.plans).where(t.plans.c.name == plan_name)).first()
         if plan is None:
             raise not_found("Edge deployment plan %s does not exist." % plan_name)
-        stage = _stage(conn, plan_name, stage_name)
+        stage = get_stage(conn, plan_name, stage_name)
         if stage.status != "READYTODEPLOY":
             raise validation("Stage %s is %s: only a READYTODEPLOY stage can start."
                              % (stage_name, stage.status))
@@ -151,7 +152,7 @@ def stop(store, plan_name, stage_name):
     """StopEdgeDeploymentStage: devices that have not taken the deployment never get it."""
     st, sd = t.stages.c, t.stage_devices.c
     with store.tx() as conn:
-        stage = _stage(conn, plan_name, stage_name)
+        stage = get_stage(conn, plan_name, stage_name)
         if stage.status != "INPROGRESS":
             raise validation("Stage %s is %s: only a started stage can be stopped."
                              % (stage_name, stage.status))

@@ -187,6 +187,12 @@ def test_control_plane_errors_and_admin_only(local_cloud_factory, tmp_path):
     assert code(sm.describe_device_fleet, DeviceFleetName="nope") == "ResourceNotFound"
     assert code(sm.list_devices, NextToken="garbage") == "ValidationException"
     sm.register_devices(DeviceFleetName="f1", Devices=[{"DeviceName": "x1"}])
+    sm.update_devices(DeviceFleetName="f1", Devices=[{"DeviceName": "x1",
+                                                      "Description": "lobby camera"}])
+    described = sm.describe_device(DeviceName="x1", DeviceFleetName="f1")
+    assert described["Description"] == "lobby camera" and described["Models"] == []
+    assert code(sm.update_devices, DeviceFleetName="f1",
+                Devices=[{"DeviceName": "nobody", "Description": "x"}]) == "ResourceNotFound"
     assert code(sm.delete_device_fleet, DeviceFleetName="f1") == "ResourceInUse"
     sm.deregister_devices(DeviceFleetName="f1", DeviceNames=["x1"])
     sm.delete_device_fleet(DeviceFleetName="f1")
