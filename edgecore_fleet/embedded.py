@@ -3,6 +3,11 @@
 Waitress (a production-grade, pure-Python, threaded WSGI server with HTTP/1.1 keep-alive)
 around a ``FleetApp``; ``stop()`` closes the listener and every open connection, so no
 request is served after it returns.
+
+Stopping is done in waitress's own event-loop thread (a trigger thunk), after the worker
+threads have finished: closing its sockets from another thread could let the loop accept
+one more connection into an emptied map, and a late wake-up of a closed trigger would
+write into whatever file descriptor had reused its number.
 """
 
 import threading
@@ -33,7 +38,16 @@ class EmbeddedServer:
         return self
 
     def stop(self):
-        self._server.task_dispatcher.shutdown(timeout=5)
-        wasyncore.close_all(self._server._map)  # the listener and kept-alive connections
-        if self._thread is not None:
-            self._thread.join(5)
+        server = self._server
+        server.task_dispatcher.shutdown(timeout=5)
+        trigger = server.trigger
+
+        def close_in_loop():
+            trigger._physical_pull = lambda: None  # no wake-up after its pipe is closed
+            wasyncore.close_all(server._map)  # the listener, connections, the trigger
+
+        if self._thread is not None and self._thread.is_alive():
+            trigger.pull_trigger(close_in_loop)
+            self._thread.join(10)
+        if server._map:  # the loop never ran or did not stop: close from here
+            close_in_loop()
