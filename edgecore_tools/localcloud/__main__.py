@@ -71,7 +71,7 @@ def _start_iot(args, db, s3):
     pki = Pki.open(_iot_pki_dir(db), hosts=hosts)
     # What the endpoint needs of a LocalCloud: things map to devices named explicitly.
     cloud = types.SimpleNamespace(db=db, s3=s3, server=types.SimpleNamespace(clock=time.time),
-                                  device_name=None)
+                                  device_name=None, bucket=args.bucket)
     iot = IotCredentialsEndpoint.start(cloud, pki=pki, role_alias=args.role_alias,
                                        host=args.host, port=args.iot_port)
     info = {"iot_url": iot.url, "iot_ca": pki.ca_path, "iot_role_alias": iot.role_alias}
@@ -183,7 +183,8 @@ def cmd_create_key(args, db):
         raise admin.AdminError("create-key: --admin keys belong to no device")
     s3 = None if args.edge_only or args.admin else _attached_s3(db)
     _print(admin.create_key(db, s3, device=args.device, temporary=args.temporary,
-                            expires_in=args.expires_in, admin=args.admin))
+                            expires_in=args.expires_in, admin=args.admin,
+                            capture_bucket=db.get_setting("bucket", DEFAULT_BUCKET)))
     return 0
 
 
@@ -269,6 +270,7 @@ def build_parser():
     c.add_argument("--signing-key", help="PEM private key (Ed25519 or ECDSA P-256): also "
                    "upload the artifact's detached signature as <key>.sig")
 
+    # Listing commands (deployments, heartbeats, results; captured data goes here too).
     c = command("deployments", cmd_deployments, "list deployments")
     c.add_argument("--all", action="store_true", help="include superseded/cancelled")
     for name, func in (("heartbeats", cmd_heartbeats), ("results", cmd_results)):

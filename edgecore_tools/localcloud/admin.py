@@ -40,23 +40,26 @@ def add_device(db, name, fleet, registration="REGISTERED"):
     return {"DeviceName": name, "DeviceFleetName": fleet, "DeviceRegistration": registration}
 
 
-def create_key(db, s3=None, device=None, temporary=False, expires_in=None, admin=False):
+def create_key(db, s3=None, device=None, temporary=False, expires_in=None, admin=False,
+               capture_bucket=None):
     """Create an access key for the edge endpoint (and for S3 when `s3` is given).
 
     With `s3`, the key is made by moto's IAM (a read-only user, or with temporary=True an
     STS session with a token) so the same credentials sign both APIs, as on AWS. Without,
     a random key is stored for the fleet server only. expires_in (seconds) sets the
     expiry the endpoint enforces (ExpiredTokenException after it). A device key acts
-    only for `device`; admin=True makes a control-plane key instead.
+    only for `device`; admin=True makes a control-plane key instead. capture_bucket: the
+    S3 key may also write captured data under <capture_bucket>/captures/.
     Returns {access_key_id, secret_access_key, session_token, expiration}.
     """
     token = None
     expiration = None if expires_in is None else time.time() + expires_in
     if s3 is not None and temporary:
-        akid, secret, token, moto_expiry = s3.create_temporary_key()
+        akid, secret, token, moto_expiry = s3.create_temporary_key(
+            capture_bucket=capture_bucket)
         expiration = moto_expiry if expiration is None else expiration
     elif s3 is not None:
-        akid, secret = s3.create_device_key()
+        akid, secret = s3.create_device_key(capture_bucket=capture_bucket)
     else:
         akid = ("ASIA" if temporary else "AKIA") + secrets.token_hex(8).upper()
         secret = secrets.token_urlsafe(30)[:40]

@@ -106,7 +106,8 @@ class LocalCloud:
             if device is not None:
                 admin.add_device(db, device, fleet)
                 key = admin.create_key(
-                    db, s3, device=device, temporary=temporary_key, expires_in=key_expires_in
+                    db, s3, device=device, temporary=temporary_key, expires_in=key_expires_in,
+                    capture_bucket=bucket,
                 )
         except BaseException:
             if http is not None:
@@ -127,6 +128,13 @@ class LocalCloud:
     @property
     def s3_endpoint_url(self):
         return self.s3.endpoint_url
+
+    @property
+    def capture_s3_uri(self):
+        """Where this cloud's devices may upload captured data (``capture_s3_uri``)."""
+        from .s3 import CAPTURE_PREFIX
+
+        return "s3://%s/%s" % (self.bucket, CAPTURE_PREFIX)
 
     @property
     def access_key(self):
@@ -181,7 +189,7 @@ class LocalCloud:
         scoped to `device` (default: this cloud's); s3=False: edge endpoint only."""
         return admin.create_key(
             self.db, self.s3 if s3 else None, device=device or self.device_name,
-            temporary=temporary, expires_in=expires_in,
+            temporary=temporary, expires_in=expires_in, capture_bucket=self.bucket,
         )
 
     def deploy(self, handle, model_name, model_version, path=None, data=None, device=None,

@@ -485,6 +485,7 @@ class IotCredentialsEndpoint:
     def _mint(self, store, device, expiration):
         return admin.create_key(
             store, self.cloud.s3 if self.s3_keys else None, device=device, temporary=True,
+            capture_bucket=getattr(self.cloud, "bucket", None),
             # create_key dates the expiry by the wall clock: convert from the cloud clock.
             expires_in=expiration - time.time(),
         )
