@@ -1,3 +1,4 @@
+# Not under emulated ARM: the fleet server runs on the operator's hosts, never on a device
 """The read-only dashboard, rendered by headless Debian Chromium: screenshots of the
 overview, a fleet and a plan are checked (size, not blank, colours of the progress bars)
 and the DOM Chromium built says what the fleet holds. CPython only; needs chromium

@@ -1,3 +1,4 @@
+# Not under emulated ARM: the fleet server runs on the operator's hosts, never on a device
 """The fleet server's device API against hostile and mistaken clients: device scoping,
 wrong and expired signatures, replays, oversized and malformed bodies, each refused
 with AWS's error code and nothing recorded; /healthz and /metrics. Requests are signed

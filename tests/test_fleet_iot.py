@@ -1,3 +1,4 @@
+# Not under emulated ARM: the fleet server runs on the operator's hosts, never on a device
 """``edgecore-fleet serve-iot``: the AWS IoT-compatible credentials endpoint under gunicorn
 with mutual TLS. A device certificate attached to a thing (``iot-attach``) gets a
 temporary key scoped to the thing's device, which edgecore's own IoT credentials provider

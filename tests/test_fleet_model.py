@@ -1,3 +1,4 @@
+# Not under emulated ARM: the fleet server runs on the operator's hosts, never on a device
 """The control plane's model table (edgecore_fleet.cpmodel) is what botocore's
 ``sagemaker`` model says, every operation of the issue is served, and the validator words
 its errors as AWS does. CPython only (botocore)."""

@@ -1,3 +1,4 @@
+# Not under emulated ARM: the fleet server runs on the operator's hosts, never on a device
 """Several fleet server processes on one PostgreSQL, racing heartbeats and results, one
 of them SIGKILLed mid-run: no acknowledged heartbeat is lost and no result is counted
 twice. Real processes (``edgecore-fleet serve``), real SigV4 (edgecore_fleet.loadgen).

@@ -1,3 +1,4 @@
+# Not under emulated ARM: the fleet server runs on the operator's hosts, never on a device
 """Acceptance: boto3's unmodified ``sagemaker`` client drives a full rollout on the fleet
 server (fleet, devices, a registered model, a two-stage plan, start, progress, stop) and
 edgecore agents receive it; on SQLite and on PostgreSQL. Plus the rollout rules: order,

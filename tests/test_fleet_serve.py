@@ -1,3 +1,4 @@
+# Not under emulated ARM: the fleet server runs on the operator's hosts, never on a device
 """``edgecore-fleet``: serve under gunicorn with a config file and the environment, TLS,
 /healthz, Prometheus metrics summed over worker processes, JSON logs, a clean SIGTERM;
 the key commands; a clear message when the [fleet] extra is missing. CPython only."""

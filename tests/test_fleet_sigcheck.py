@@ -1,3 +1,4 @@
+# Not under emulated ARM: the fleet server runs on the operator's hosts, never on a device
 """The fleet server's SigV4 verifier (edgecore_fleet.sigcheck, built on edgecore.sigv4)
 against an independent implementation: it accepts exactly what botocore's signer
 produces, for random paths, queries, headers, bodies and keys, and rejects any tampered

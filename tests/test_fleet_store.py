@@ -1,3 +1,4 @@
+# Not under emulated ARM: the fleet server runs on the operator's hosts, never on a device
 """The fleet store on SQLite and PostgreSQL: the migrated schema is exactly schema.py's
 (Alembic finds nothing to change), migrating is idempotent, and the device-side rules
 hold: deployments supersede per handle, a stage is marked taken when handed out, a

@@ -1,3 +1,4 @@
+# Not under emulated ARM: it runs the x86 MicroPython binary, tested natively
 """The MicroPython port's TLS on the real 32-bit unix binary (mbedtls), against local
 TLS servers this test starts: CA as PEM and as DER, the bare ``tls`` module fallback,
 client certificates (mTLS), and refused certificates (unknown CA, wrong host name,

@@ -206,6 +206,13 @@ if [ $NO_CLOUD = 1 ]; then
     args+=(--ignore "$f")
   done < <(grep -lE 'local_cloud|moto_s3|LocalCloud|MotoS3' tests/test_*.py)
 fi
+# Files that test no ARM CPython code: the fleet server (it runs on the operator's hosts,
+# never on a device) and the real MicroPython binaries (x86 builds, tested natively). Each
+# says so in a line of its own: "# Not under emulated ARM: <reason>".
+while IFS=: read -r f reason; do
+  log "not under emulation: $f --$reason"
+  args+=(--ignore "$f")
+done < <(grep -H '^# Not under emulated ARM:' tests/test_*.py | sed 's/:# Not under emulated ARM:/:/')
 if [ "${EDGECORE_QEMU_NO_SKIP:-}" != 1 ]; then
   while IFS='|' read -r node reason; do
     [ -n "$node" ] || continue
