@@ -1,3 +1,4 @@
+# Drives the real MicroPython binary
 """The MicroPython port's TLS on the real 32-bit unix binary (mbedtls), against local
 TLS servers this test starts: CA as PEM and as DER, the bare ``tls`` module fallback,
 client certificates (mTLS), and refused certificates (unknown CA, wrong host name,
@@ -22,16 +23,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from mpdevice import BINARY, require_binary
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BINARY = os.path.join(ROOT, ".cache", "micropython", "bin", "micropython32")
-
-if not os.path.exists(BINARY):
-    if os.environ.get("CI"):
-        raise RuntimeError("no MicroPython binary at %s: run firmware/micropython/build.sh"
-                           % BINARY)
-    pytest.skip("no MicroPython binary: firmware/micropython/build.sh unix",
-                allow_module_level=True)
+require_binary()
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
 

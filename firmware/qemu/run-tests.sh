@@ -203,6 +203,13 @@ if [ $NO_CLOUD = 1 ]; then
     args+=(--ignore "$f")
   done < <(grep -lE 'local_cloud|moto_s3|LocalCloud|MotoS3' tests/test_*.py)
 fi
+# A test file that runs the real MicroPython binary (an x86 build of
+# firmware/micropython/build.sh, which scripts/test.sh runs natively) says so on its first
+# line, "# Drives the real MicroPython binary": nothing of it would be emulated here.
+while read -r f; do
+  log "not running $f (drives the real MicroPython binary: scripts/test.sh runs it)"
+  args+=(--ignore "$f")
+done < <(grep -l '^# Drives the real MicroPython binary' tests/test_*.py)
 if [ "${EDGECORE_QEMU_NO_SKIP:-}" != 1 ]; then
   while IFS='|' read -r node reason; do
     [ -n "$node" ] || continue
