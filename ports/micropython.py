@@ -228,13 +228,16 @@ def _tls_module():
     return ssl
 
 
-def _tls_failure(exc):
+def _tls_failure(exc, client_cert=False):
     """(text, retryable) for an exception of the TLS layer, or None if it is not one.
     MicroPython's mbedtls raises ValueError with the verification's reason ("The
     certificate is not correctly signed by the trusted CA", "... Common Name (CN) does
     not match ...", "The certificate validity has expired", "invalid cert") and OSError
     with a negative mbedtls code (below -255) for other handshake failures; CPython
-    raises ssl.SSLError (SSLCertVerificationError when the certificate is refused)."""
+    raises ssl.SSLError (SSLCertVerificationError when the certificate is refused).
+    With a client certificate, a fatal alert from the server (mbedtls does not say
+    which) is taken as that certificate refused, as CPython's provider takes "unknown
+    ca": retrying with the same files meets the same answer."""
     name = exc.__class__.__name__
     if name == "SSLCertVerificationError":
         return "certificate refused (%s)" % getattr(exc, "verify_message", exc), False
@@ -245,10 +248,14 @@ def _tls_failure(exc):
         return "certificate refused (%s)" % reason, False
     code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
     if code <= -256:  # an mbedtls error code
+        text = "TLS failure (mbedtls -0x%04x%s)" % (
+            -code, (": " + str(exc.args[1])) if len(exc.args) > 1 else "")
+        if code == -0x7780 and client_cert:  # MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE
+            return "the server refused the TLS handshake, most likely the client " \
+                "certificate (not issued by a CA it trusts, revoked or inactive): " + text, \
+                False
         # -0x2700 X509_CERT_VERIFY_FAILED: refused; others: the handshake failed.
-        return "TLS failure (mbedtls -0x%04x%s)" % (-code, (": " + str(exc.args[1]))
-                                                     if len(exc.args) > 1 else ""), \
-            code != -0x2700
+        return text, code != -0x2700
     return None
 
 
@@ -757,7 +764,8 @@ class Transport:
                 if deadline is not None and monotonic() >= deadline:  # e.g. in the handshake
                     raise DeadlineExceeded("%s %s: deadline exceeded" % (method, origin)) \
                         from None
-                tls = _tls_failure(exc) if scheme == "https" else None
+                tls = _tls_failure(exc, bool(self.client_cert)) if scheme == "https" \
+                    else None
                 if tls is not None:
                     err = (TransportError if tls[1] else TlsError)(
                         "%s %s: %s" % (method, origin, tls[0]))

@@ -139,7 +139,7 @@ def test_package_json_lists_what_manifest_freezes():
     want = sorted(["edgecore/" + n for n in os.listdir(os.path.join(ROOT, "edgecore"))
                    if n.endswith(".py")]
                   + ["edgecore_ports/" + n for n in ("__init__.py", "micropython.py",
-                                                     "mp_agent.py")])
+                                                     "mp_agent.py", "mp_iot.py")])
     assert sorted(t for t, _ in package["urls"]) == want
     for target, url in package["urls"]:
         src = os.path.normpath(os.path.join(ROOT, "firmware", "micropython", url))

@@ -861,3 +861,13 @@ def test_streaming_allocates_far_less_than_the_body():
             # Objects are made of words: count in 4-byte words so that a 64-bit build,
             # whose objects are twice the size, meets the same bound as a 32-bit one.
             assert grown * 4 // _word_size() < total // bound, grown
+
+
+def test_a_fatal_alert_with_a_client_certificate_is_final():
+    alert = OSError(-0x7780, "MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE")
+    text, retryable = mp._tls_failure(alert)
+    assert retryable is True and "mbedtls -0x7780" in text
+    text, retryable = mp._tls_failure(alert, client_cert=True)
+    assert retryable is False and "client certificate" in text and "-0x7780" in text
+    assert mp._tls_failure(OSError(-0x2700, "verify"), True)[1] is False
+    assert mp._tls_failure(OSError(104), True) is None  # a plain socket error
