@@ -6,7 +6,7 @@
 # libnewlib-arm-none-eabi, qemu-system-arm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh --micropython
+bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== ruff"
