@@ -7,6 +7,7 @@ binary is an x86 build, nothing about it is emulated there).
   when ``CI`` is set (CI builds it first, so a missing binary is a broken leg);
 - ``make_pki(directory)``: a CA and a server certificate for localhost/127.0.0.1 (the
   local cloud's own ``Pki``), plus the CA as DER (``pki.ca_der``);
+- ``serve(sock, handle)``: a thread per accepted connection;
 - ``TlsFront(upstream_url, pki)``: TLS in front of a plain HTTP server of the local
   cloud (the Edge Manager stand-in, moto S3, a fault proxy); ``.url`` is
   ``https://localhost:<port>``;
@@ -58,6 +59,21 @@ def make_pki(directory):
     return pki
 
 
+def serve(sock, handle):
+    """Accept connections on ``sock`` until it is closed, each handled by
+    ``handle(conn)`` in a thread of its own."""
+
+    def accept():
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+
+
 class TlsFront:
     """Terminates TLS (``pki``'s server certificate) and pipes each connection's bytes,
     unchanged, to ``upstream_url``'s host and port: the upstream checks the signature
@@ -71,15 +87,7 @@ class TlsFront:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.url = "https://localhost:%d" % self.sock.getsockname()[1]
         self.connections = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        serve(self.sock, self._serve)
 
     def _serve(self, conn):
         conn.settimeout(IDLE)
