@@ -3,20 +3,21 @@
 A call is validate -> frame (edgecore.wire) -> sign (edgecore.sigv4) -> transport -> parse.
 The client does no I/O and no retries itself: the transport moves bytes, and the caller
 (the agent) decides what to retry, with the classification edgecore.wire provides.
+
+What is not given is resolved as ``boto3.client("sagemaker-edge")`` resolves it: the
+platform port's ``client_defaults`` hook (on CPython: the environment and the shared
+``~/.aws`` files, see ``edgecore_ports.awsconfig``, and botocore's credential chain)
+supplies region, credentials, endpoint URL and the FIPS / dual-stack flags; the host
+then comes from ``edgecore.endpoints`` (every partition). Explicit arguments always win.
+Without a port (a vendored core) nothing is read: region and credentials are required.
 """
 
-from edgecore import sigv4, wire
+from edgecore import endpoints, sigv4, wire
 from edgecore.credentials import Credentials
 from edgecore.errors import TransportError
 
+SERVICE = "sagemaker-edge"
 SIGNING_NAME = "sagemaker"
-
-
-def _is_dns_label(text):
-    # botocore's rule for regions: it keeps a region from smuggling a host into the URL.
-    if not 0 < len(text) <= 63 or text[0] == "-" or text[-1] == "-":
-        return False
-    return all("a" <= c <= "z" or "A" <= c <= "Z" or "0" <= c <= "9" or c == "-" for c in text)
 
 
 def _default_max_body():
@@ -49,6 +50,17 @@ def _describe(value):
     return "a %s" % type(value).__name__
 
 
+def _port_defaults(missing, region):
+    # The one hook into the platform for configuration; None without a port.
+    try:
+        from edgecore_ports import client_defaults
+    except ImportError as exc:
+        if getattr(exc, "name", None) not in (None, "edgecore_ports"):
+            raise  # the port is there but broken: say so
+        return None
+    return client_defaults(SERVICE, missing, region)
+
+
 class Client:
     """SageMaker Edge Manager device API client.
 
@@ -60,22 +72,50 @@ class Client:
     ``callable() -> epoch seconds``; both default to the platform port. ``max_body``
     bounds a response body in bytes (``ResponseParseError`` beyond it): by default
     ``DEFAULT_MAX_BODY``, 64 KiB on MicroPython and 1 MiB on CPython.
+
+    ``region``, ``credentials``, ``endpoint_url``, ``use_fips_endpoint`` and
+    ``use_dualstack_endpoint`` left as None are resolved as boto3 resolves them (module
+    doc); ``Client()`` alone works wherever ``boto3.client("sagemaker-edge")`` would. A
+    FIPS pseudo region (``us-west-2-fips``) means the region with FIPS, as in botocore.
     """
 
-    def __init__(self, region, credentials, endpoint_url=None, transport=None, clock=None,
-                 max_body=None):
-        if not isinstance(region, str) or not _is_dns_label(region):
+    def __init__(self, region=None, credentials=None, endpoint_url=None, transport=None,
+                 clock=None, max_body=None, use_fips_endpoint=None,
+                 use_dualstack_endpoint=None):
+        given = {"region": region, "credentials": credentials, "endpoint_url": endpoint_url,
+                 "use_fips_endpoint": use_fips_endpoint,
+                 "use_dualstack_endpoint": use_dualstack_endpoint}
+        missing = [k for k in ("region", "credentials", "endpoint_url", "use_fips_endpoint",
+                               "use_dualstack_endpoint") if given[k] is None]
+        found = _port_defaults(missing, region) if missing else None
+        for name in missing:
+            if found is not None and found.get(name) is not None:
+                given[name] = found[name]
+        region = given["region"]
+        if region is None:
+            raise ValueError("Client: no region: pass region=, or (CPython) set "
+                             "AWS_DEFAULT_REGION / AWS_REGION or region in ~/.aws/config")
+        if not endpoints.valid_region(region):
             raise ValueError(
                 "Client: region must be 1-63 letters, digits, inner hyphens; got %r" % (region,)
             )
+        region, pseudo_fips = endpoints.normalize_region(region)
+        credentials = given["credentials"]
+        if credentials is None:
+            raise TypeError("Client: no credentials: pass credentials= (an edgecore.Credentials "
+                            "or a provider with get(now))")
         if not (isinstance(credentials, Credentials) or hasattr(credentials, "get")):
             raise TypeError(
                 "Client: credentials must be edgecore.Credentials or a provider with get(now)"
             )
         self.region = region
         self._credentials = credentials
+        self.use_fips_endpoint = bool(given["use_fips_endpoint"]) or pseudo_fips
+        self.use_dualstack_endpoint = bool(given["use_dualstack_endpoint"])
+        endpoint_url = given["endpoint_url"]
         if endpoint_url is None:
-            endpoint_url = "https://edge.sagemaker.%s.amazonaws.com" % region
+            endpoint_url = endpoints.resolve(SERVICE, region, self.use_fips_endpoint,
+                                             self.use_dualstack_endpoint)[0]
         self.endpoint_url = _check_endpoint(endpoint_url)
         if max_body is None:
             max_body = DEFAULT_MAX_BODY
@@ -106,10 +146,9 @@ class Client:
         method, path, headers, body = wire.build_request(operation, params)
         now = self._clock()
         creds = self._current_credentials(now)
-        url = self.endpoint_url + path
-        signed = sigv4.sign_request(
+        url, signed = sigv4.sign(
             method,
-            url,
+            self.endpoint_url + path,
             headers,
             body,
             access_key=creds.access_key,

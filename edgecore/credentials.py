@@ -1,7 +1,8 @@
 """AWS credentials as a value: access key, secret key, optional session token and expiry.
 
-The secret parts never appear in ``repr()`` or ``str()``; where credentials come from
-(environment, files, the AWS IoT credentials provider) is the ports' business.
+The secret parts never appear in ``repr()`` or ``str()``. Where credentials come from is
+the ports' business (environment, files, the AWS IoT credentials provider, the container
+endpoint, STS); what those answers mean and when to refresh is ``edgecore.credsource``.
 """
 
 

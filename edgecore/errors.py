@@ -43,22 +43,28 @@ class ClientError(EdgecoreError):
 
     ``code`` is the AWS error code (``InternalServiceException``, ``ThrottlingException``,
     ``InvalidSignatureException`` ...), ``message`` its text, ``status`` the HTTP status.
-    ``response`` has the shape boto3 gives ``ClientError.response``.
+    ``response`` has the shape boto3 gives ``ClientError.response``: ``Error`` (``Code``,
+    ``Message``), ``ResponseMetadata`` (``RequestId`` when sent, ``HTTPStatusCode``,
+    ``HTTPHeaders`` with lower-case names, ``RetryAttempts``) and, for an error the
+    service model declares, its members at the top level (``Message``).
     """
 
-    def __init__(self, operation, code, message, status, request_id=None):
+    def __init__(self, operation, code, message, status, request_id=None, metadata=None,
+                 modeled=None):
         self.operation = operation
         self.code = code
         self.message = message
         self.status = status
         self.request_id = request_id
-        meta = {"HTTPStatusCode": status}
-        if request_id:
-            meta["RequestId"] = request_id
-        self.response = {
-            "Error": {"Code": code, "Message": message},
-            "ResponseMetadata": meta,
-        }
+        if metadata is None:  # no response headers at hand (e.g. a credentials endpoint)
+            metadata = {"HTTPStatusCode": status, "HTTPHeaders": {}, "RetryAttempts": 0}
+            if request_id:
+                metadata["RequestId"] = request_id
+        self.response = {"Error": {"Code": code, "Message": message},
+                         "ResponseMetadata": metadata}
+        if modeled:
+            for name in modeled:
+                self.response[name] = modeled[name]
         super().__init__(
             "An error occurred (%s) when calling the %s operation: %s"
             % (code, operation, message),

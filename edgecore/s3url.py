@@ -2,19 +2,26 @@
 
 - ``parse(url) -> (bucket, key)`` follows the model's S3Uri pattern ``^s3://([^/]+)/?(.*)$``
   (max 1024 characters) and additionally requires a non-empty key (a model is an object).
-- ``object_url(bucket, key, region, endpoint_url=None, style="auto")`` builds the
-  percent-encoded URL to GET: path style ``https://s3.<region>.amazonaws.com/<bucket>/<key>``
-  or virtual-hosted style ``https://<bucket>.s3.<region>.amazonaws.com/<key>``; with a
-  custom ``endpoint_url`` (``s3_endpoint_url``, e.g. a local S3 stand-in) its scheme, host
-  and port are used instead. ``auto`` is virtual-hosted on AWS when the bucket is a DNS
-  label without dots (dots break the wildcard TLS certificate), path style otherwise and
-  always with a custom endpoint (which is often an IP address).
+- ``object_location(bucket, key, region, endpoint_url=None, style="auto", fips=False,
+  dualstack=False) -> (url, signing_region)`` builds the percent-encoded URL to GET as
+  botocore's S3 endpoint rules do (``edgecore.endpoints``): every partition's host
+  (``amazonaws.com.cn``, the ISO partitions ...), FIPS and dual-stack hosts, the global
+  ``s3.amazonaws.com`` for ``us-east-1``, FIPS pseudo regions (``us-west-2-fips``).
+  ``auto`` and ``virtual`` are virtual-hosted (``https://<bucket>.s3.<region>...``) when
+  the bucket is a lower-case DNS label without dots, else path style (a dotted bucket
+  would break the wildcard TLS certificate): botocore falls back the same way. With a
+  custom ``endpoint_url`` (``s3_endpoint_url``, e.g. a local S3 stand-in) its scheme,
+  host, port and path are used, path style unless ``style="virtual"`` (then as
+  botocore: virtual-hosted unless the host is an IP address; dotted buckets only over
+  http), and the FIPS / dual-stack flags are ignored (botocore ignores them too).
+  ``object_url(...)`` is the URL alone.
 - ``parse_error(body) -> (code, message)`` reads ``<Error><Code>..</Code><Message>..</Message>``
   with bounded string search (MicroPython has no xml module).
 """
 
-from edgecore import sigv4
+from edgecore import endpoints, sigv4
 from edgecore.errors import short_repr
+from edgecore.xmltext import between, unescape
 
 MAX_URL = 1024
 MAX_ERROR_BODY = 16384
@@ -50,14 +57,40 @@ def parse(url):
     return bucket, key
 
 
-def dns_compatible(bucket):
-    """True for bucket names usable as one DNS label (3-63 of a-z 0-9 -, no dots)."""
-    if not 3 <= len(bucket) <= 63:
+def dns_compatible(bucket, allow_dots=False):
+    """True for a bucket botocore would put in a host name: 3-63 characters, lower-case
+    letters, digits and inner hyphens per label, not an IPv4 address; dots (several
+    labels) only with ``allow_dots`` (botocore's ``isVirtualHostableS3Bucket``)."""
+    if not 3 <= len(bucket) <= 63 or _is_ipv4(bucket):
         return False
-    for c in bucket:
-        if c not in _LOWER and c not in _DIGITS and c != "-":
+    for label in bucket.split(".") if allow_dots else (bucket,):
+        if not label or len(label) > 63 or label[0] == "-" or label[-1] == "-":
             return False
-    return bucket[0] != "-" and bucket[-1] != "-"
+        for c in label:
+            if c not in _LOWER and c not in _DIGITS and c != "-":
+                return False
+    return True
+
+
+def _is_ipv4(host):
+    # botocore's IPV4_PAT: four dot-separated runs of 1-3 digits.
+    parts = host.split(".")
+    if len(parts) != 4:
+        return False
+    for part in parts:
+        if not 1 <= len(part) <= 3:
+            return False
+        for c in part:
+            if c not in _DIGITS:
+                return False
+    return True
+
+
+def _is_ip(authority):
+    if authority.startswith("["):
+        return True
+    i = authority.rfind(":")
+    return _is_ipv4(authority if i < 0 else authority[:i])
 
 
 def _split_endpoint(endpoint_url):
@@ -81,10 +114,7 @@ def _split_endpoint(endpoint_url):
     return scheme, rest, base
 
 
-def object_url(bucket, key, region, endpoint_url=None, style="auto"):
-    """The URL of an object, key percent-encoded (``sigv4.quote``, ``/`` kept)."""
-    if style not in ("auto", "path", "virtual"):
-        raise ValueError("s3_addressing_style: expected auto, path or virtual, got %r" % (style,))
+def _check_key(key):
     for segment in key.split("/"):
         if segment in (".", ".."):
             # HTTP clients resolve dot segments before sending, so the request would reach
@@ -93,45 +123,43 @@ def object_url(bucket, key, region, endpoint_url=None, style="auto"):
                 "S3Url: object key %s has a '.' or '..' path segment, which HTTP clients "
                 "rewrite; it cannot be fetched with a signed URL" % short_repr(key)
             )
+
+
+def object_location(bucket, key, region, endpoint_url=None, style="auto", fips=False,
+                    dualstack=False):
+    """``(url, signing_region)`` of an object, key percent-encoded (``/`` kept); see above.
+
+    Raises ValueError naming the field (``s3_addressing_style``, ``s3_endpoint_url``,
+    ``region``, ``S3Url``) and ``endpoints.EndpointResolutionError`` where botocore has
+    no endpoint (FIPS in ``aws-cn``).
+    """
+    if style not in ("auto", "path", "virtual"):
+        raise ValueError("s3_addressing_style: expected auto, path or virtual, got %r" % (style,))
+    _check_key(key)
     path = "/" + sigv4.quote(key, "/~")
     if endpoint_url:
         scheme, host, base = _split_endpoint(endpoint_url)
-        if style == "virtual":
-            if not dns_compatible(bucket):
-                raise ValueError(
-                    "S3Url: bucket %r cannot be addressed virtual-hosted style" % (bucket,)
-                )
-            return "%s://%s.%s%s%s" % (scheme, bucket, host, base, path)
-        return "%s://%s%s/%s%s" % (scheme, host, base, sigv4.quote(bucket, ""), path)
+        if style == "virtual" and (
+            not _is_ip(host) if dns_compatible(bucket)
+            else scheme == "http" and dns_compatible(bucket, allow_dots=True)
+        ):
+            return "%s://%s.%s%s%s" % (scheme, bucket, host, base, path), region
+        return "%s://%s%s/%s%s" % (scheme, host, base, sigv4.quote(bucket, ""), path), region
     if not region:
         raise ValueError("region: required to build an S3 URL without s3_endpoint_url")
-    host = "s3.%s.amazonaws.com" % region
-    if style == "virtual" or (style == "auto" and dns_compatible(bucket)):
-        if not dns_compatible(bucket):
-            raise ValueError(
-                "S3Url: bucket %r cannot be addressed virtual-hosted style" % (bucket,)
-            )
-        return "https://%s.%s%s" % (bucket, host, path)
-    return "https://%s/%s%s" % (host, sigv4.quote(bucket, ""), path)
+    region, pseudo_fips = endpoints.normalize_region(region)
+    if style != "path" and dns_compatible(bucket):
+        url, signing = endpoints.resolve("s3", region, fips or pseudo_fips, dualstack, bucket)
+    else:
+        url, signing = endpoints.resolve(
+            "s3-path", region, fips or pseudo_fips, dualstack, sigv4.quote(bucket, ""))
+    return url + path, signing
 
 
-def _between(text, start_tag, end_tag, limit):
-    i = text.find(start_tag, 0, limit)
-    if i < 0:
-        return None
-    i += len(start_tag)
-    j = text.find(end_tag, i, limit)
-    if j < 0:
-        return None
-    return text[i:j]
-
-
-def _unescape(s):
-    if "&" not in s:
-        return s
-    for ent, ch in (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&apos;", "'"), ("&amp;", "&")):
-        s = s.replace(ent, ch)
-    return s
+def object_url(bucket, key, region, endpoint_url=None, style="auto", fips=False,
+               dualstack=False):
+    """The URL of ``object_location`` alone."""
+    return object_location(bucket, key, region, endpoint_url, style, fips, dualstack)[0]
 
 
 def parse_error(body):
@@ -150,10 +178,10 @@ def parse_error(body):
         return None, None
     body = body[i:]
     limit = len(body)
-    code = _between(body, "<Code>", "</Code>", limit)
-    message = _between(body, "<Message>", "</Message>", limit)
+    code = between(body, "<Code>", "</Code>", limit)
+    message = between(body, "<Message>", "</Message>", limit)
     if code is not None:
-        code = _unescape(code.strip())[:100]
+        code = unescape(code.strip())[:100]
     if message is not None:
-        message = _unescape(message.strip())[:500]
+        message = unescape(message.strip())[:500]
     return code, message

@@ -261,6 +261,11 @@ OPERATIONS = {
 }
 
 
+# The errors the model declares for every operation (by shape name = error code); none is
+# marked retryable or throttling.
+ERRORS = ("InternalServiceException",)
+
+
 def member_names(structure):
     """The member names of a STRUCTURE row, in model order."""
     return tuple(m[0] for m in SHAPES[structure][1])

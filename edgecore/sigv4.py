@@ -6,11 +6,11 @@ plus the intermediates (``canonical_request``, ``string_to_sign``, ``signing_key
 
 Canonicalization follows botocore's ``SigV4Auth`` / ``S3SigV4Auth`` exactly:
 
-* ``url`` is the URL as sent on the wire, already percent-encoded. Its path is
-  canonicalized per segment: for ``s3`` it is used as it is (S3 encodes once, no
-  normalization); for every other service dot segments and empty segments are removed
-  and the path is URI-encoded once more (AWS's "double encoding"). Build paths from raw
-  text with ``quote(segment_or_path)``.
+* ``url``'s path is canonicalized per segment: for ``s3`` the path as sent is used as it
+  is (S3 encodes once, no normalization); for every other service dot segments and
+  empty segments are removed and the path is URI-encoded once more (AWS's "double
+  encoding"). Build paths from raw text with ``quote(segment_or_path)``, or leave raw
+  characters to ``sign`` (below).
 * The query string is split on ``&`` and ``=`` and sorted by key, then value, as the
   pairs appear in the URL (no re-encoding, ``+`` kept as ``+``; ``a`` signs as ``a=``).
   Build it with ``encode_query(pairs)``.
@@ -25,18 +25,27 @@ Canonicalization follows botocore's ``SigV4Auth`` / ``S3SigV4Auth`` exactly:
   botocore does; MicroPython's dicts have their own (fixed) order, and as the merged
   value is what is sent, the signature always matches the request.
 
-``sign_request`` refuses what would silently be signed differently from what is sent:
-a ``url`` with a space, a non-ASCII or control character, a character an HTTP client
-would escape (``"<>\\^`{|}``, and ``[`` ``]`` outside an IPv6 host), a broken ``%``
-escape, a lower-case one (``%c3``: urllib3 re-cases it to ``%C3``) or an escaped
-unreserved character (``%41``) raises ValueError naming the field; for ``s3`` so does a
-``.`` or ``..`` path segment (S3 signs the path as is, but HTTP clients and proxies
-resolve dot segments before sending). A header name that is not an HTTP token or a
-value with a control or non-ASCII character is refused too. The transport must send the
-URL verbatim (the CPython port does). A ``url`` with userinfo (``user:pass@host``) is
-refused without echoing it: it is not signed, may hold a password, and would leak into
-logs. The intermediates apply no such checks (they canonicalize whatever they get, like
-botocore, which is what the AWS test suite's raw request lines need).
+``sign(method, url, ...) -> (url, headers)`` takes a URL as text: raw spaces, non-ASCII
+characters and the other characters an HTTP client would escape (``"<>\\^`{|}``, and
+``[`` ``]`` outside an IPv6 host) are percent-encoded once (UTF-8, upper-case hex) in
+the path and query; the result is the URL to send -- exactly the one that was signed --
+and what is already encoded stays as it is. For ``s3`` the canonical path is that URL's
+path; for other services it is the path as given, URI-encoded once more (botocore's and
+the AWS test suite's rule: ``get-utf8``, ``normalize-path/get-space`` and
+``get-vanilla-utf8-query`` sign as the suite says). ``sign_request`` is the same
+signature with the headers alone (the caller then sends ``wire_url(url)``).
+
+Both refuse what cannot be sent as signed: a control character in the URL, a broken
+``%`` escape, a lower-case one (``%c3``: urllib3 re-cases it to ``%C3``) or an escaped
+unreserved character (``%41``: clients unescape it) raise ValueError naming the field;
+for ``s3`` so does a ``.`` or ``..`` path segment (S3 signs the path as is, but HTTP
+clients and proxies resolve dot segments before sending). A header name that is not an
+HTTP token, or a value with a line break, another control or a non-ASCII character, is
+refused too. The transport must send the URL verbatim (the CPython port does). A
+``url`` with userinfo (``user:pass@host``) is refused without echoing it: it is not
+signed, may hold a password, and would leak into logs. The intermediates apply no such
+checks (they canonicalize whatever they get, like botocore, which is what the AWS test
+suite's raw request lines need).
 
 Deviations from botocore, on purpose: an empty path signs as ``/`` for S3 too (the
 request line carries ``/``); a caller's ``Date`` header is signed as given and
@@ -47,8 +56,8 @@ and with no big-integer arithmetic (ports without long ints import and run it).
 Derived signing keys are cached per (secret, day, region, service) in a small
 module-private dict keyed by a SHA-256 of the secret, never by the secret itself; the
 last secret's digest is memoised (in an object whose repr never shows it) so the same
-credentials are not re-hashed on every call. The checked and canonicalized form of
-recently signed URLs is kept in a second bounded dict. Secrets never appear in exception
+credentials are not re-hashed on every call. The checked, encoded and canonicalized
+form of recently signed URLs is kept in a second bounded dict. Secrets never appear in exception
 messages, nor in the exceptions they chain.
 """
 
@@ -83,7 +92,7 @@ _UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.
 # What may appear in a wire URL's path and query unchanged: RFC 3986 unreserved +
 # reserved + "%", less "[" and "]" (urllib3 percent-encodes them in a path or query; they
 # are allowed in the host, for IPv6 literals). An HTTP client (requests, urllib3) would
-# percent-encode anything else before sending it.
+# percent-encode anything else before sending it: so does wire_url, once.
 _URL_CHARS = _UNRESERVED + ":/?#@!$&'()*+,;=%"
 _TOKEN_CHARS = _UNRESERVED + "!#$%&'*+^`|"
 # Sets (plain sets: some ports lack frozenset), so a whole string is checked with one
@@ -398,16 +407,19 @@ def _cached_signing_pads(secret_key, datestamp, region, service):
 
 
 def _url_info(url, service):
-    # (Host, CanonicalURI, CanonicalQueryString) of a checked URL. Cached: an agent signs
-    # the same few URLs again and again, and checking + encoding is most of the work.
+    # (wire URL, Host, CanonicalURI, CanonicalQueryString) of a checked URL. Cached: an
+    # agent signs the same few URLs again and again, and checking + encoding is most of
+    # the work.
     if not isinstance(url, str):
         raise ValueError("sign_request: url must be str, got %s" % type(url).__name__)
     ck = (url, service)
     info = _url_cache.get(ck)
     if info is None:
-        _check_url(url, service)
-        scheme, netloc, path, query = split_url(url)
-        info = (host_header(scheme, netloc), canonical_uri(path, service),
+        wire = _wire(url, service)
+        scheme, netloc, path, query = split_url(wire)
+        if service != "s3" and wire != url:
+            path = split_url(url)[2]  # raw characters are encoded once only (see above)
+        info = (wire, host_header(scheme, netloc), canonical_uri(path, service),
                 canonical_query(query))
         if len(_url_cache) >= _CACHE_MAX:
             _url_cache.clear()
@@ -439,25 +451,37 @@ def _first_bad(value, allowed):
     return -1
 
 
-def _check_url(url, service):
+def wire_url(url, service=None):
+    """The URL to send for ``url`` given as text: see the module doc (``sign``).
+
+    Raw characters an HTTP client would escape are percent-encoded once in the path and
+    query; the fragment is dropped (clients never send it). Raises ValueError naming
+    the field for what cannot be sent as signed.
+    """
     if not isinstance(url, str):
         raise ValueError("sign_request: url must be str, got %s" % type(url).__name__)
+    return _wire(url, service)
+
+
+def _wire(url, service):
     scheme, netloc, path, query = split_url(url)
     if "@" in netloc:
         # Not echoed: user:password@ is a secret, and it is not signed anyway.
         raise ValueError("sign_request: url must not carry userinfo (user:password@host); "
                          "authenticate with the signature instead")
-    start = len(scheme) + 3 + len(netloc)  # the path, query and fragment follow the host
     if not set(netloc) <= _NETLOC_SET:
         i = _first_bad(netloc, _NETLOC_SET)
         raise ValueError("sign_request: url host must be ASCII letters, digits, '-', '.', "
                          "':' or an [IPv6] literal; found %r at index %d"
                          % (netloc[i], len(scheme) + 3 + i))
-    if not set(url[start:]) <= _URL_SET:
-        i = start + _first_bad(url[start:], _URL_SET)
-        raise ValueError(
-            "sign_request: url must be percent-encoded as sent on the wire (use sigv4.quote); "
-            "found %r at index %d" % (url[i], i))
+    start = len(scheme) + 3 + len(netloc)  # the path and query follow the host
+    rest = url[start:]
+    j = rest.find("#")
+    if j >= 0:
+        rest = rest[:j]
+    _check_escapes(rest, start)
+    if not set(rest) <= _URL_SET:
+        rest = _encode_raw(rest, start)
     if service == "s3" and "." in path:
         for seg in path.split("/"):
             if seg == "." or seg == "..":
@@ -465,18 +489,44 @@ def _check_url(url, service):
                     "sign_request: url path has a %r segment; S3 signs the path as is but "
                     "HTTP clients and proxies resolve dot segments before sending, so the "
                     "signature would not match (name the object without them)" % seg)
-    i = url.find("%")
+    return url[:start] + rest
+
+
+def _encode_raw(text, offset):
+    # Percent-encode, once, what a client would: space, non-ASCII, "<>\^`{|}[]" -- but
+    # refuse control characters (a CR/LF would split the request line).
+    out = []
+    for i in range(len(text)):
+        c = text[i]
+        if c in _URL_SET:
+            out.append(c)
+        elif c < " " or c == "\x7f":
+            raise ValueError("sign_request: url has a control character (code %d) at index %d"
+                             % (ord(c), offset + i))
+        else:
+            try:
+                out.append(quote(c, ""))
+            except UnicodeError:  # a lone surrogate: no UTF-8 for it
+                raise ValueError("sign_request: url has a character that is not text (a lone "
+                                 "surrogate) at index %d" % (offset + i)) from None
+    return "".join(out)
+
+
+def _check_escapes(rest, offset):
+    # The caller's own escapes, before raw characters are encoded (which adds only
+    # well-formed ones): indexes are those of the caller's url.
+    i = rest.find("%")
     while i >= 0:
-        esc = url[i + 1:i + 3]
+        esc = rest[i + 1:i + 3]
         if len(esc) != 2 or esc[0] not in _HEX or esc[1] not in _HEX:
             raise ValueError("sign_request: url has a '%%' not followed by two upper-case hex "
                              "digits at index %d (HTTP clients re-case '%%c3' to '%%C3'); "
-                             "encode a literal '%%' as %%25" % i)
+                             "encode a literal '%%' as %%25" % (offset + i))
         if chr(int(esc, 16)) in _UNRESERVED:
             # HTTP clients unescape these before sending, which would change the signature.
             raise ValueError("sign_request: url escapes an unreserved character (%%%s at index "
-                             "%d); write it unescaped" % (esc, i))
-        i = url.find("%", i + 3)
+                             "%d); write it unescaped" % (esc, offset + i))
+        i = rest.find("%", i + 3)
 
 
 def _printable_ascii(value):
@@ -494,8 +544,12 @@ def _check_value(field, value):
     if not isinstance(value, str):
         raise ValueError("sign_request: %s must be str, got %s" % (field, type(value).__name__))
     if not (_printable_ascii(value) or set(value) <= _VALUE_SET):
+        i = _first_bad(value, _VALUE_SET)
+        if value[i] in "\r\n":
+            raise ValueError("sign_request: %s cannot hold a line break (CR or LF at index %d): "
+                             "HTTP has no multi-line header values" % (field, i))
         raise ValueError("sign_request: %s must be printable ASCII, space or tab (bad character "
-                         "at index %d)" % (field, _first_bad(value, _VALUE_SET)))
+                         "at index %d)" % (field, i))
 
 
 def _check_name(field, value):
@@ -512,7 +566,17 @@ _REPLACED = ("authorization", "x-amz-date")
 def sign_request(method, url, headers, body, access_key=None, secret_key=None,
                  session_token=None, region=None, service=None, timestamp=None,
                  payload_hash=None):
-    """Sign one request; return a NEW dict of headers to send.
+    """Sign one request; return a NEW dict of headers to send (``sign(...)[1]``).
+
+    Send it to ``wire_url(url)`` (the same as ``url`` when that was already encoded).
+    """
+    return sign(method, url, headers, body, access_key, secret_key, session_token, region,
+                service, timestamp, payload_hash)[1]
+
+
+def sign(method, url, headers, body, access_key=None, secret_key=None, session_token=None,
+         region=None, service=None, timestamp=None, payload_hash=None):
+    """Sign one request; return ``(url, headers)``: the URL to send and a NEW header dict.
 
     The result holds the given headers plus ``Host`` (unless given), ``X-Amz-Date``,
     ``X-Amz-Security-Token`` (with a session token), ``Authorization``, and for
@@ -521,7 +585,8 @@ def sign_request(method, url, headers, body, access_key=None, secret_key=None,
     ``UNSIGNED-PAYLOAD`` (which also sets X-Amz-Content-Sha256, as botocore does).
     Without it, a caller's X-Amz-Content-Sha256 header is the signed payload hash for
     services other than S3 (botocore's rule). List or tuple header values are sent and
-    signed as one ``,``-joined value. Raises ValueError naming the field on bad input.
+    signed as one ``,``-joined value. The URL is ``url`` with raw characters encoded once
+    (see the module doc). Raises ValueError naming the field on bad input.
     """
     global _last_names
     names = (method, access_key, region, service)
@@ -533,7 +598,7 @@ def sign_request(method, url, headers, body, access_key=None, secret_key=None,
         _last_names = names
     if not isinstance(secret_key, str) or not secret_key:
         raise ValueError("sign_request: secret_key must be a non-empty str")
-    host, uri, cquery = _url_info(url, service)
+    wire, host, uri, cquery = _url_info(url, service)
     if session_token:
         _check_value("session_token", session_token)
     if payload_hash is not None:
@@ -603,7 +668,7 @@ def sign_request(method, url, headers, body, access_key=None, secret_key=None,
     sig = _hex(_hmac_with_pads(pads, string_to_sign(canonical, amzdate, region, service).encode()))
     out["Authorization"] = "%s Credential=%s/%s, SignedHeaders=%s, Signature=%s" % (
         ALGORITHM, access_key, credential_scope(datestamp, region, service), signed, sig)
-    return out
+    return wire, out
 
 
 def _check_payload_hash(value):

@@ -6,12 +6,21 @@ the body itself, members in the model's order, byte-identical to botocore's
 non-ASCII escaped). ``parse_response`` bounds and parses a response into the dict boto3
 returns, or raises ``ClientError`` for a service error.
 
+Inputs boto3 accepts are accepted: doubles as int, float or ``Decimal`` (converted to
+float, as botocore does); timestamps as epoch seconds (int, float, ``Decimal``),
+``datetime`` objects, numeric strings (``"1700000000.5"``, read with ``float()`` as
+botocore does) and ISO 8601 strings (``2023-11-14T22:13:20Z``, ``2023-11-14``, a
+``+02:00`` offset, naive = UTC; see ``parse_timestamp_text``). ``Decimal`` and
+``datetime`` are duck-typed: the core imports neither module.
+
 Deliberate differences from botocore (stricter, so bad input fails before it is sent):
 every model constraint is checked (botocore checks only ``required``/``min``/types):
 max lengths, patterns (see shapes.py for their semantics), enums; NaN/Infinity doubles
-are rejected (botocore sends them as strings); timestamps are numbers (epoch seconds)
-or datetime objects, not strings; a 2xx body that is not a JSON object is an error
-(botocore silently returns {}); wrong member types in a response are errors.
+are rejected (botocore sends them as strings); timestamp strings must be numeric or ISO
+8601 (botocore also hands other forms, e.g. RFC 822 dates, to dateutil's guesser); a
+2xx body that is not a JSON object is an error (botocore silently returns {}); wrong
+member types in a response are errors; an error's message is always a string and only
+string-typed modelled members reach ``ClientError.response``.
 
 Runtimes: the same params give the same bytes on CPython and MicroPython: floats are
 written as CPython's ``repr`` on both (``jsonenc.float_repr`` where the runtime's own
@@ -21,7 +30,7 @@ never an error).
 """
 
 from edgecore import jsonenc
-from edgecore.amztime import days_from_civil
+from edgecore.amztime import days_from_civil, days_in_month
 from edgecore.errors import (
     ClientError,
     ParamValidationError,
@@ -29,7 +38,16 @@ from edgecore.errors import (
     TransportError,
     short_repr,
 )
-from edgecore.shapes import DOUBLE, LIST, OPERATIONS, PATTERNS, SHAPES, STRING, STRUCTURE
+from edgecore.shapes import (
+    DOUBLE,
+    ERRORS,
+    LIST,
+    OPERATIONS,
+    PATTERNS,
+    SHAPES,
+    STRING,
+    STRUCTURE,
+)
 
 # Limits for untrusted response bodies (override per call).
 MAX_BODY = 1024 * 1024
@@ -235,7 +253,19 @@ def _check_string(op, spec, value, path):
         )
 
 
+def _is_decimal(value):
+    # decimal.Decimal without importing decimal (MicroPython has none).
+    return hasattr(value, "as_tuple") and hasattr(value, "is_finite")
+
+
 def _check_double(op, value, path):
+    if _is_decimal(value) and not isinstance(value, (int, float)):
+        try:
+            value = float(value)  # botocore's conversion; huge values become inf (refused)
+        except (TypeError, ValueError, OverflowError):
+            raise ParamValidationError(
+                op, _path(path), "type", "expected a number, got an unconvertible Decimal"
+            ) from None
     # bool is an int subclass: a True/False metric value is almost surely a bug.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ParamValidationError(
@@ -261,19 +291,31 @@ def to_epoch_seconds(operation, value, field=""):
     An int when the time falls on a whole second, else a float carrying microseconds,
     as botocore (>= 1.44, default precision) sends it: ``(seconds * 10**6 + us) / 10**6``.
     Accepts int, float (split exactly as ``datetime.fromtimestamp`` does: microseconds
-    rounded half-even) and datetime-like objects (naive ones are UTC, as in botocore).
-    No datetime import: objects are duck-typed on ``utcoffset``/``year``/.../``microsecond``.
+    rounded half-even), ``Decimal`` (as its float, as botocore does), datetime-like
+    objects (naive ones are UTC, as in botocore; duck-typed on ``utcoffset``/``year``/...)
+    and strings: numeric (``float()``, as botocore) or ISO 8601 (``parse_timestamp_text``).
     """
     if isinstance(value, bool):
         raise ParamValidationError(
             operation, field, "type", "expected epoch seconds or a datetime, got bool"
         )
-    if isinstance(value, int):
+    if isinstance(value, str):
+        micros = parse_timestamp_text(value)
+        if micros is None:
+            raise ParamValidationError(
+                operation, field, "type",
+                "expected epoch seconds, a datetime or an ISO 8601 / numeric string, got %s"
+                % short_repr(value))
+    elif isinstance(value, int):
         micros = value * 1000000
-    elif isinstance(value, float):
+    elif isinstance(value, float) or _is_decimal(value):
+        try:
+            value = float(value)
+        except (TypeError, ValueError, OverflowError):
+            value = _INF
         if value != value or value == _INF or value == -_INF:
             raise ParamValidationError(
-                operation, field, "finite", "timestamp %r is not finite" % value
+                operation, field, "finite", "timestamp %s is not finite" % short_repr(value)
             )
         micros = _float_micros(value)
     elif hasattr(value, "utcoffset") and hasattr(value, "hour") and hasattr(value, "year"):
@@ -299,6 +341,91 @@ def to_epoch_seconds(operation, value, field=""):
     # Both operands are exact (|micros| < 2**53), so the quotient is rounded once, the
     # same on every IEEE-754 double runtime.
     return micros / 1000000
+
+
+def parse_timestamp_text(text):
+    """Epoch microseconds of a timestamp string as botocore reads it, or None.
+
+    First as a number (``float(text)``: ``"1700000000"``, ``" 1.5e9 "``), as botocore
+    does; else ISO 8601: ``YYYY-MM-DD``, optionally followed by ``T`` (or a space) and
+    ``HH:MM[:SS[.fraction]]`` (``.`` or ``,``; truncated to microseconds), optionally
+    ``Z`` or an offset ``+HH:MM`` / ``+HHMM`` / ``+HH``; no zone means UTC. Letters in
+    either case. Years 1..9999.
+    """
+    try:
+        number = float(text)
+    except (TypeError, ValueError):
+        number = None
+    if number is not None:
+        if number != number or number == _INF or number == -_INF:
+            return None
+        return _float_micros(number)
+    return _iso8601_micros(text.strip(" \t\r\n"))
+
+
+def _digits(text):
+    return bool(text) and all("0" <= c <= "9" for c in text)
+
+
+def _iso8601_micros(t):
+    if len(t) < 10 or t[4] != "-" or t[7] != "-" or not (
+            _digits(t[:4]) and _digits(t[5:7]) and _digits(t[8:10])):
+        return None
+    y, mo, d = int(t[:4]), int(t[5:7]), int(t[8:10])
+    if not (y >= 1 and 1 <= mo <= 12 and 1 <= d <= days_in_month(y, mo)):
+        return None
+    hh = mi = ss = us = offset = 0
+    rest = t[10:]
+    if rest:
+        if rest[0] not in "Tt ":
+            return None
+        rest = rest[1:]
+        zone = len(rest)
+        for i in range(len(rest)):
+            if rest[i] in "Zz+-":
+                zone = i
+                break
+        clock, tz = rest[:zone], rest[zone:]
+        frac = ""
+        dot = clock.find(".")
+        if dot < 0:
+            dot = clock.find(",")  # ISO 8601 allows a decimal comma
+        if dot >= 0:
+            clock, frac = clock[:dot], clock[dot + 1:]
+            if not _digits(frac):
+                return None
+        parts = clock.split(":")
+        if not 2 <= len(parts) <= 3 or (frac and len(parts) != 3):
+            return None
+        for part in parts:
+            if len(part) != 2 or not _digits(part):
+                return None
+        hh, mi = int(parts[0]), int(parts[1])
+        ss = int(parts[2]) if len(parts) == 3 else 0
+        if hh > 23 or mi > 59 or ss > 59:
+            return None
+        us = int((frac + "000000")[:6]) if frac else 0
+        if tz:
+            offset = _offset_seconds(tz)
+            if offset is None:
+                return None
+    days = days_from_civil(y, mo, d)
+    return ((days * 86400 + hh * 3600 + mi * 60 + ss - offset) * 1000000) + us
+
+
+def _offset_seconds(tz):
+    if tz in ("Z", "z"):
+        return 0
+    sign = -1 if tz[0] == "-" else 1
+    hm = tz[1:]
+    if len(hm) == 5 and hm[2] == ":":
+        hm = hm[:2] + hm[3:]
+    if len(hm) not in (2, 4) or not _digits(hm):
+        return None
+    h, m = int(hm[:2]), int(hm[2:] or "0")
+    if h > 23 or m > 59:
+        return None
+    return sign * (h * 3600 + m * 60)
 
 
 def _float_micros(value):
@@ -486,7 +613,8 @@ def _parse_error(operation, status, headers, body, max_body, max_depth):
     request_id = headers.get("x-amzn-requestid") or headers.get("x-amz-request-id")
     stripped = body.strip()
     if status >= 500 and (not stripped or stripped.startswith(b"<html>")):
-        return ClientError(operation, str(status), _REASONS.get(status, ""), status, request_id)
+        return ClientError(operation, str(status), _REASONS.get(status, ""), status, request_id,
+                           _error_metadata(status, headers, False))
     doc = {}
     if body:  # as botocore: only an empty body means "no JSON"; whitespace is not JSON
         try:
@@ -508,7 +636,31 @@ def _parse_error(operation, status, headers, body, max_body, max_depth):
     if code is None:
         code = str(status)
     code = code.split(":", 1)[0].rsplit("#", 1)[-1]
-    return ClientError(operation, code, message, status, request_id)
+    return ClientError(operation, code, message, status, request_id,
+                       _error_metadata(status, headers, True), _modeled_members(code, doc))
+
+
+def _error_metadata(status, headers, parsed):
+    # botocore's JSON error parser reads only x-amzn-requestid, and a bare 5xx (empty or
+    # HTML body) gets no RequestId at all.
+    meta = {}
+    if parsed and "x-amzn-requestid" in headers:
+        meta["RequestId"] = headers["x-amzn-requestid"]
+    meta["HTTPStatusCode"] = status
+    meta["HTTPHeaders"] = headers
+    meta["RetryAttempts"] = 0
+    return meta
+
+
+def _modeled_members(code, doc):
+    # botocore puts a modelled error's members at the top of ClientError.response.
+    if code not in ERRORS or not isinstance(doc, dict):
+        return None
+    out = {}
+    for name, _ in SHAPES[code][1]:
+        if isinstance(doc.get(name), str):
+            out[name] = doc[name]
+    return out
 
 
 def _str_or_none(value):
@@ -523,21 +675,31 @@ def _text(data):
 
 
 def retry_kind(error):
-    """``"throttling"``, ``"transient"`` or None, as botocore's standard retry mode classifies.
+    """``"throttling"``, ``"transient"`` or None, as botocore's standard retry mode decides.
 
-    Throttling: a throttling error code or HTTP 429. Transient: a transient code, HTTP
-    500/502/503/504 (also for a malformed response carrying such a status), or a
-    TransportError. Anything else (validation, auth, 4xx, 501) is not worth retrying.
+    Throttling: a throttling error code, or HTTP 429 when the code is not one the
+    operation's model declares (a 429 carrying a modelled, non-retryable error such as
+    ``InternalServiceException`` is not retried at all). Transient: a transient code,
+    HTTP 500/502/503/504 (also for a malformed response carrying such a status), or a
+    TransportError. Anything else (validation, auth, other 4xx, 501) is not worth
+    retrying. No error of this model is marked retryable, so no modelled error adds one.
     """
     if isinstance(error, TransportError):
         return "transient"
     if isinstance(error, ClientError):
-        if error.code in THROTTLING_CODES or error.status == 429:
+        if error.code in THROTTLING_CODES:
+            return "throttling"
+        modeled = error.operation in OPERATIONS and error.code in ERRORS
+        if error.status == 429 and not modeled:
             return "throttling"
         if error.code in TRANSIENT_CODES or error.status in TRANSIENT_STATUSES:
             return "transient"
-    elif isinstance(error, ResponseParseError) and error.status in TRANSIENT_STATUSES:
-        return "transient"
+    elif isinstance(error, ResponseParseError):
+        # No error code could be read: botocore judges by the status alone.
+        if error.status == 429:
+            return "throttling"
+        if error.status in TRANSIENT_STATUSES:
+            return "transient"
     return None
 
 

@@ -87,6 +87,22 @@ def default_port():
     return port
 
 
+def client_defaults(service, missing, region=None):
+    """What an ``edgecore.Client`` was not given, as the AWS SDKs would resolve it here.
+
+    ``missing``: names among ``region``, ``credentials``, ``endpoint_url``,
+    ``use_fips_endpoint``, ``use_dualstack_endpoint``; ``region``: the one given, if any
+    (STS for assume-role credentials uses it). Returns a dict of what could be found.
+    On CPython: the environment and ``~/.aws`` files (``edgecore_ports.awsconfig``) and
+    botocore's credential chain; a board running MicroPython has neither, so nothing.
+    """
+    if platform_name() == "micropython":
+        return {}
+    from edgecore_ports import awsconfig
+
+    return awsconfig.client_defaults(service, missing, region)
+
+
 def _read_bytes(path, limit=4096):
     try:
         with open(path, "rb") as f:

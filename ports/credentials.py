@@ -8,32 +8,74 @@ order:
 1. ``config["credentials"]`` -- ``{access_key_id, secret_access_key, session_token}``;
 2. ``config["iot"]`` -- the AWS IoT credentials provider (X.509 device certificate,
    mutual TLS, short-lived role credentials refreshed before they expire);
-3. ``config["profile"]`` -- that profile of the shared credentials file only (an
-   explicit profile skips the environment, as in botocore);
-4. ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``;
-5. the shared credentials file (``AWS_SHARED_CREDENTIALS_FILE`` or
-   ``~/.aws/credentials``), profile ``AWS_PROFILE`` or ``default``.
+3. botocore's default chain (``default_provider``), for ``config["profile"]`` when given
+   (an explicit profile skips the environment keys, as in botocore), else for
+   ``AWS_DEFAULT_PROFILE`` / ``AWS_PROFILE`` / ``default``:
 
-Giving more than one of 1-3 is a configuration error rather than a silent pick.
-Nothing found raises ``NoCredentialsError`` naming every place looked.
+   a. ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``;
+   b. an assume-role profile: ``role_arn`` with ``source_profile`` (static keys, a
+      ``credential_process``, web identity, or another assume-role profile) or
+      ``credential_source`` (``Environment``, ``EcsContainer``), STS ``AssumeRole``
+      signed with edgecore's SigV4 (``external_id``, ``role_session_name``,
+      ``duration_seconds``);
+   c. web identity: ``AWS_WEB_IDENTITY_TOKEN_FILE`` + ``AWS_ROLE_ARN``
+      (+ ``AWS_ROLE_SESSION_NAME``), or the profile's ``web_identity_token_file`` +
+      ``role_arn``: STS ``AssumeRoleWithWebIdentity``;
+   d. the shared credentials file (``AWS_SHARED_CREDENTIALS_FILE`` or
+      ``~/.aws/credentials``), the profile's static keys;
+   e. ``credential_process`` in the profile;
+   f. the config file (``AWS_CONFIG_FILE`` or ``~/.aws/config``), the profile's static keys;
+   g. the container provider: ``AWS_CONTAINER_CREDENTIALS_FULL_URI`` /
+      ``_RELATIVE_URI`` with ``AWS_CONTAINER_AUTHORIZATION_TOKEN[_FILE]`` (ECS, EKS, the
+      AWS IoT Greengrass v2 token exchange service).
+
+   Not on a device: SSO profiles (refused with a clear error), ``mfa_serial`` (needs a
+   prompt), instance metadata (IMDS).
+
+Giving both ``credentials`` and ``iot`` (or either with ``profile``) is a configuration
+error rather than a silent pick. Nothing found raises ``NoCredentialsError`` naming
+every place looked. Which source applies is decided from the environment and files at
+start-up; network sources are first fetched by the first ``get()``.
+
+Refreshable credentials are refreshed as botocore does (``edgecore.credsource``): an
+advisory refresh 15 minutes before expiry (a failure keeps the cached credentials, next
+try after ``retry_interval``), a mandatory one 10 minutes before (a failure raises),
+both scaled down for credentials living under 30 minutes; plus up to 10 % earlier at
+random so a fleet started together does not refresh together. Expiry is judged on the
+server's clock when the answer carried a ``Date`` (a device clock hours ahead still uses
+fresh credentials, and its requests then reach the service that corrects the clock).
+Every HTTP fetch is bounded by a wall-clock deadline (``credentials_http.fetch``).
 
 Secrets (secret keys, session tokens, private keys) never reach a ``repr``, an
 exception message or a log line: errors name the source, the field and the expected
-form only. CPython only (``requests``, ``ssl``, ``threading``, ``configparser``).
+form only. CPython only (``ssl``, ``threading``, ``configparser``, ``subprocess``).
 """
 
-import configparser
 import json
 import logging
 import os
 import random
+import shlex
+import subprocess
 import threading
 import time
 
-from edgecore.amztime import iso8601, parse_iso8601
+from edgecore.amztime import iso8601
 from edgecore.credentials import Credentials
+from edgecore.credsource import (
+    ADVISORY_REFRESH,
+    MANDATORY_REFRESH,
+    CredentialsParseError,
+    is_word,
+    parse_iot_credentials,
+    parse_process_credentials,
+    refresh_state,
+    refresh_windows,
+    server_skew,
+)
 from edgecore.errors import ClientError, EdgecoreError, ResponseParseError, TransportError
 from edgecore.jsonenc import load_bounded
+from edgecore_ports import awsconfig
 
 LOG = logging.getLogger("edgecore.credentials")
 
@@ -41,8 +83,8 @@ LOG = logging.getLogger("edgecore.credentials")
 IOT_OPERATION = "AssumeRoleWithCertificate"
 MAX_IOT_RESPONSE_BYTES = 64 * 1024
 JSON_DEPTH = 32  # the credentials document is 2 levels deep; json.loads recurses
-DEFAULT_REFRESH_MARGIN = 300
-DEFAULT_IOT_TIMEOUT = (5, 15)
+DEFAULT_IOT_TIMEOUT = (5, 15)  # connect, then the rest: the whole exchange gets the sum
+DEFAULT_PROCESS_TIMEOUT = 60
 
 _CONFIG_STATIC_KEYS = ("access_key_id", "secret_access_key", "session_token")
 _IOT_KEYS = (
@@ -58,6 +100,8 @@ _IOT_KEYS = (
     "proxy",
     "cache_file",
 )
+_STATIC_FILE_KEYS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
+_SSO_KEYS = ("sso_start_url", "sso_session", "sso_account_id", "sso_role_name")
 
 
 # --------------------------------------------------------------------------- errors
@@ -87,7 +131,8 @@ class CredentialsConfigError(CredentialsError):
 
 
 class CredentialsExpiredError(CredentialsError):
-    """The cached credentials have expired and refreshing them failed (``cause``)."""
+    """The cached credentials expire within the mandatory refresh window (10 minutes, as
+    botocore) or have expired, and refreshing them failed (``cause``)."""
 
     def __init__(self, source, expiration, cause):
         self.source = source
@@ -95,8 +140,8 @@ class CredentialsExpiredError(CredentialsError):
         self.cause = cause
         self.retryable = getattr(cause, "retryable", False)
         super().__init__(
-            "credentials from %s expired at %s and refreshing them failed: %s"
-            % (source, _iso(expiration), cause)
+            "credentials from %s expire(d) at %s (within the mandatory refresh window) "
+            "and refreshing them failed: %s" % (source, _iso(expiration), cause)
         )
 
 
@@ -162,7 +207,7 @@ def _iso(epoch):
         return "epoch %r" % (epoch,)
 
 
-def _printable(text, limit=256):
+def printable(text, limit=256):
     """Server-supplied text made safe for one log line: printable ASCII, bounded."""
     text = str(text)
     out = "".join(c if " " <= c <= "~" else "?" for c in text[:limit])
@@ -182,8 +227,14 @@ def _root_cause(exc):
     return exc
 
 
+def _is_tls_error(exc):
+    import ssl
+
+    return isinstance(exc, (ssl.SSLError, ssl.CertificateError))
+
+
 def _describe(exc):
-    return "%s: %s" % (type(exc).__name__, _printable(str(exc), 300))
+    return "%s: %s" % (type(exc).__name__, printable(str(exc), 300))
 
 
 # OpenSSL reasons meaning "this certificate/key/CA is refused": a retry with the same
@@ -226,10 +277,6 @@ def _need_str(source, field, value, optional=False):
     return value.strip()
 
 
-def _is_word(value):
-    return all("!" <= c <= "~" for c in value)
-
-
 def _credentials(source, access_key, secret_key, token, key_names):
     """Build Credentials from a pair that must be complete.
 
@@ -242,7 +289,7 @@ def _credentials(source, access_key, secret_key, token, key_names):
     for name, value in zip(key_names, (access_key, secret_key, token)):
         # Keys and tokens are single words of printable ASCII; anything else (a wrapped
         # line, a pasted quote) would only surface later as a signature mismatch.
-        if value and not _is_word(value):
+        if value and not is_word(value):
             raise CredentialsConfigError(
                 source, name, "expected one word of printable ASCII (no spaces or line breaks)"
             )
@@ -274,38 +321,35 @@ class StaticProvider:
 
 
 class RefreshingProvider:
-    """Caches what ``_load(now)`` returns; reloads before expiry and after ``invalidate()``.
+    """Caches what ``_load(now)`` returns; refreshes it as botocore does (module doc).
 
-    The refresh happens ``refresh_margin`` seconds before expiry (at most half the
-    credentials' lifetime, so short-lived ones are not reloaded on every call), plus up
-    to ``jitter`` of that margin at random so a fleet started together does not refresh
-    together. When a reload fails while the cached credentials are still valid they are
-    kept (a warning is logged and the next attempt waits ``retry_interval`` seconds);
-    once they have expired the failure is raised as ``CredentialsExpiredError``. After
-    ``invalidate()`` the cache is not trusted: a failed reload raises its own error.
-    ``get`` is thread-safe; concurrent callers wait for one reload.
+    ``refresh_margin`` overrides the advisory window (seconds before expiry; the
+    mandatory one is botocore's 10 minutes or the advisory one if smaller); ``jitter``
+    moves the advisory refresh up to that fraction of its window earlier, at random.
+    ``_load`` may set ``fetch_skew`` (the server's time minus ``now``, from the answer's
+    ``Date``): expiry is then judged on the server's clock. After ``invalidate()`` the
+    cache is not trusted: a failed reload raises its own error. ``get`` is thread-safe;
+    concurrent callers wait for one reload.
     """
 
     source = "?"
 
-    def __init__(
-        self,
-        clock=None,
-        refresh_margin=DEFAULT_REFRESH_MARGIN,
-        jitter=0.1,
-        retry_interval=30,
-        rng=None,
-    ):
+    def __init__(self, clock=None, refresh_margin=None, jitter=0.1, retry_interval=30,
+                 rng=None):
         self._clock = clock or time.time
-        self._margin = refresh_margin
+        self._advisory = ADVISORY_REFRESH if refresh_margin is None else refresh_margin
         self._jitter = jitter
         self._retry_interval = retry_interval
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
         self._cached = None
-        self._refresh_at = None
+        self._skew = 0
+        self._lifetime = None
+        self._extra = 0
+        self._retry_at = None
         self._invalidated = False
         self._seeded = False
+        self.fetch_skew = 0
 
     def _load(self, now):
         raise NotImplementedError
@@ -313,6 +357,12 @@ class RefreshingProvider:
     def _seed(self, now):
         """Credentials saved by an earlier run, tried once before the first load."""
         return None
+
+    def refresh_state(self, now):
+        """None, ``"advisory"`` or ``"mandatory"`` for the cached credentials at ``now``."""
+        cached = self._cached
+        return refresh_state(cached.expiration, now + self._skew, self._lifetime,
+                             self._advisory, MANDATORY_REFRESH, self._extra)
 
     def get(self, now=None):
         if now is None:
@@ -324,12 +374,18 @@ class RefreshingProvider:
                 if seed is not None:
                     self._store(seed, now)
             cached = self._cached
-            if cached is not None and not self._invalidated and now < self._refresh_at:
-                return cached
+            state = "mandatory"
+            if cached is not None and not self._invalidated:
+                state = self.refresh_state(now)
+                if state is None:
+                    return cached
+                if state == "advisory" and self._retry_at is not None and now < self._retry_at:
+                    return cached
             try:
                 fresh = self._load(now)
             except CredentialsError as exc:
-                return self._keep_cached(cached, now, exc)
+                self.fetch_skew = 0
+                return self._after_failure(cached, state, now, exc)
             self._store(fresh, now)
             return fresh
 
@@ -338,21 +394,25 @@ class RefreshingProvider:
             self._invalidated = True
 
     def _store(self, creds, now):
+        skew, self.fetch_skew = self.fetch_skew, 0
         self._cached = creds
+        self._skew = skew
         self._invalidated = False
+        self._retry_at = None
         if creds.expiration is None:
-            self._refresh_at = float("inf")
+            self._lifetime = None
+            self._extra = 0
             return
-        margin = min(self._margin, (creds.expiration - now) / 2.0)
-        margin += self._rng.uniform(0, self._jitter * margin)
-        self._refresh_at = creds.expiration - margin
+        self._lifetime = creds.expiration - (now + skew)
+        advisory = refresh_windows(self._lifetime, self._advisory)[0]
+        self._extra = self._rng.uniform(0, self._jitter * advisory)
 
-    def _keep_cached(self, cached, now, exc):
+    def _after_failure(self, cached, state, now, exc):
         if cached is None or self._invalidated:
             raise exc
-        if cached.expired(now):
+        if state == "mandatory":
             raise CredentialsExpiredError(self.source, cached.expiration, exc) from exc
-        self._refresh_at = min(now + self._retry_interval, cached.expiration)
+        self._retry_at = now + self._retry_interval
         LOG.warning(
             "credentials refresh from %s failed (%s); using cached credentials valid until %s",
             self.source,
@@ -363,14 +423,17 @@ class RefreshingProvider:
 
 
 class SharedFileProvider(RefreshingProvider):
-    """One profile of an AWS shared credentials file; re-read after ``invalidate()``."""
+    """One profile's static keys in the shared credentials file, or with ``config=True``
+    the config file (``[default]`` / ``[profile NAME]``); re-read after ``invalidate()``."""
 
-    def __init__(self, path, profile, explicit_profile=False, **kwargs):
+    def __init__(self, path, profile, explicit_profile=False, config=False, **kwargs):
         super().__init__(**kwargs)
         self.path = path
         self.profile = profile
         self.explicit_profile = explicit_profile
-        self.source = "shared credentials file %s, profile %s" % (path, profile)
+        self.config = config
+        self.kind = "config file" if config else "shared credentials file"
+        self.source = "%s %s, profile %s" % (self.kind, path, profile)
 
     def _load(self, now):
         creds, why = self.read()
@@ -378,44 +441,37 @@ class SharedFileProvider(RefreshingProvider):
             raise NoCredentialsError([why])
         return creds
 
+    def _section(self, ini):
+        if not self.config:
+            return ini.get(self.profile)
+        found = None  # botocore: [default] and [profile default] both name it; the last wins
+        for section, values in ini.items():
+            if (section == "default" and self.profile == "default") or (
+                    section.startswith("profile")
+                    and awsconfig.profile_section_name(section) == self.profile):
+                found = values
+        return found
+
     def read(self):
         """-> (Credentials, None) or (None, why-not text); raises CredentialsConfigError."""
-        where = "shared credentials file %s" % self.path
-        parser = configparser.RawConfigParser()
-        problem = None
-        try:
-            with open(self.path, encoding="utf-8") as f:
-                parser.read_file(f)
-        except FileNotFoundError:
+        where = "%s %s" % (self.kind, self.path)
+        ini = _config_call(awsconfig.read_ini, self.path)
+        if ini is None:
             return None, "%s (not found)" % where
-        except (OSError, UnicodeDecodeError) as exc:
-            problem = ("file", "cannot read: %s" % type(exc).__name__)
-        except configparser.Error as exc:
-            line = getattr(exc, "lineno", None)
-            problem = (
-                "file" if line is None else "line %d" % line,
-                "not an INI file of [profile] sections and key = value lines (%s)"
-                % type(exc).__name__,
-            )
-        if problem is not None:
-            # Raised outside the except block so the original error (whose message
-            # quotes the offending line, maybe a key) is not even kept as __context__.
-            raise CredentialsConfigError(where, problem[0], problem[1])
-        if not parser.has_section(self.profile):
+        section = self._section(ini)
+        if section is None:
             if self.explicit_profile:
                 raise CredentialsConfigError(
                     where,
                     "profile",
                     "profile [%s] not found (profiles there: %s)"
-                    % (self.profile, ", ".join(sorted(parser.sections())) or "none"),
+                    % (self.profile, ", ".join(sorted(ini)) or "none"),
                 )
             return None, "%s (no [%s] profile)" % (where, self.profile)
-        section = dict(parser.items(self.profile))
-        access = section.get("aws_access_key_id", "").strip()
-        secret = section.get("aws_secret_access_key", "").strip()
-        token = (
-            section.get("aws_session_token") or section.get("aws_security_token") or ""
-        ).strip()
+        access = _str_value(section.get("aws_access_key_id"))
+        secret = _str_value(section.get("aws_secret_access_key"))
+        token = _str_value(section.get("aws_session_token")) or _str_value(
+            section.get("aws_security_token"))
         if not access and not secret:
             return None, "%s (profile [%s] has no aws_access_key_id)" % (where, self.profile)
         creds = _credentials(
@@ -423,12 +479,70 @@ class SharedFileProvider(RefreshingProvider):
             access,
             secret,
             token,
-            ("aws_access_key_id", "aws_secret_access_key", "aws_session_token"),
+            _STATIC_FILE_KEYS,
         )
         return creds, None
 
     def __repr__(self):
         return "SharedFileProvider(path=%r, profile=%r)" % (self.path, self.profile)
+
+
+def _str_value(value):
+    return value.strip() if isinstance(value, str) else ""
+
+
+class ProcessProvider(RefreshingProvider):
+    """Credentials printed by ``credential_process`` (split as a POSIX shell would, run
+    without a shell, its JSON on stdout: see ``edgecore.credsource``); run again
+    before they expire. Its stderr is never shown (it may hold anything)."""
+
+    def __init__(self, command, profile, environ=None, timeout=DEFAULT_PROCESS_TIMEOUT,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.command = command
+        self.profile = profile
+        self.environ = environ
+        self.timeout = timeout
+        self.source = "credential_process of profile %s" % profile
+
+    def _load(self, now):
+        try:
+            argv = shlex.split(self.command)
+        except ValueError:
+            argv = []
+        if not argv:
+            raise CredentialsConfigError("profile %s" % self.profile, "credential_process",
+                                         "expected a command line")
+        env = None if self.environ is None or self.environ is os.environ else dict(self.environ)
+        try:
+            done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                                  timeout=self.timeout, env=env, check=False)
+        except subprocess.TimeoutExpired:
+            raise CredentialsProcessError(self.source, "no answer within %s s" % self.timeout,
+                                          True) from None
+        except OSError as exc:
+            raise CredentialsProcessError(
+                self.source, "cannot run %s: %s" % (printable(argv[0], 120),
+                                                    type(exc).__name__), False) from None
+        if done.returncode != 0:
+            raise CredentialsProcessError(
+                self.source, "exited with status %d (%d bytes on stderr, not shown)"
+                % (done.returncode, len(done.stderr)), True)
+        try:
+            return parse_process_credentials(done.stdout, self.source)
+        except CredentialsParseError as exc:
+            raise CredentialsProcessError(self.source, str(exc), False) from None
+
+    def __repr__(self):
+        return "ProcessProvider(profile=%r)" % (self.profile,)
+
+
+class CredentialsProcessError(CredentialsError):
+    """``credential_process`` failed; ``retryable`` unless it cannot run or answered junk."""
+
+    def __init__(self, source, detail, retryable):
+        self.retryable = retryable
+        super().__init__("credentials from %s: %s" % (source, detail))
 
 
 class IotCredentialsProvider(RefreshingProvider):
@@ -437,7 +551,9 @@ class IotCredentialsProvider(RefreshingProvider):
     ``GET https://<endpoint>/role-aliases/<role_alias>/credentials`` with the device
     certificate and key as the TLS client certificate, the server verified against
     ``ca`` (or the system CAs when None), header ``x-amzn-iot-thingname``. The answer is
-    read up to ``MAX_IOT_RESPONSE_BYTES`` and checked member by member. With
+    read up to ``MAX_IOT_RESPONSE_BYTES`` and checked member by member; the whole
+    exchange must finish within ``timeout`` (seconds, or ``(connect, rest)`` whose sum
+    bounds it). Expiry is judged on the endpoint's clock (its ``Date``). With
     ``cache_file`` the last good credentials are saved there (mode 0600) and reused by
     the next run while still valid.
     """
@@ -481,15 +597,21 @@ class IotCredentialsProvider(RefreshingProvider):
         if status != 200:
             raise self._endpoint_error(status, headers, body)
         creds = self._parse(body)
-        if creds.expired(now):
+        # Judged on the endpoint's clock: a device clock hours ahead must not make fresh
+        # credentials look expired (its requests then reach the service, which corrects
+        # the agent's clock).
+        skew = server_skew(headers.get("date"), now)
+        if creds.expired(now + skew):
             # Using them would only earn a signature rejection and a reload loop.
             raise IotResponseError(
                 self.endpoint,
                 self.role_alias,
                 "credentials.expiration",
-                "already past: %s while the device clock says %s (check the clock)"
-                % (_iso(creds.expiration), _iso(now)),
+                "already past: %s while the %s says %s (check the clock)"
+                % (_iso(creds.expiration), "endpoint's Date" if skew else "device clock",
+                   _iso(now + skew)),
             )
+        self.fetch_skew = skew
         if self.cache_file:
             self._save_cache(creds)
         return creds
@@ -559,50 +681,34 @@ class IotCredentialsProvider(RefreshingProvider):
         return None
 
     def _request(self):
-        import requests
+        from edgecore_ports.credentials_http import FetchError, FetchTooLarge, fetch
 
-        proxies = {"https": self.proxy} if self.proxy else None
+        if isinstance(self.timeout, tuple):
+            connect, deadline = self.timeout[0], self.timeout[0] + self.timeout[1]
+        else:
+            connect = deadline = self.timeout
         try:
-            with requests.Session() as session:
-                resp = session.get(
-                    self.url,
-                    headers={
-                        "x-amzn-iot-thingname": self.thing_name,
-                        "Accept-Encoding": "identity",
-                    },
-                    cert=(self.cert, self.key),
-                    verify=self.ca if self.ca else True,
-                    timeout=self.timeout,
-                    proxies=proxies,
-                    allow_redirects=False,
-                    stream=True,
-                )
-                with resp:
-                    body = bytearray()
-                    for chunk in resp.iter_content(8192):
-                        body += chunk
-                        if len(body) > MAX_IOT_RESPONSE_BYTES:
-                            raise IotResponseError(
-                                self.endpoint,
-                                self.role_alias,
-                                "<body>",
-                                "larger than %d bytes" % MAX_IOT_RESPONSE_BYTES,
-                                resp.status_code,
-                            )
-                    return resp.status_code, resp.headers, bytes(body)
-        except (requests.RequestException, OSError, ValueError) as exc:
-            root = _root_cause(exc)
-            rejected = _cert_rejection(root)
+            return fetch(
+                "GET", self.url,
+                {"x-amzn-iot-thingname": self.thing_name, "Accept-Encoding": "identity"},
+                deadline=deadline, connect_timeout=connect, cert=self.cert, key=self.key,
+                ca=self.ca, proxy=self.proxy, max_bytes=MAX_IOT_RESPONSE_BYTES)
+        except FetchTooLarge:
+            raise IotResponseError(self.endpoint, self.role_alias, "<body>",
+                                   "larger than %d bytes" % MAX_IOT_RESPONSE_BYTES) from None
+        except FetchError as exc:
+            root = _root_cause(exc.cause) if exc.cause is not None else exc
+            rejected = None if exc.timed_out else _cert_rejection(root)
             if rejected is not None:
                 what = "TLS handshake failed: %s (cert %s, ca %s); not retried" % (
                     _CERT_REJECTIONS[rejected],
                     self.cert,
                     self.ca or "system store",
                 )
-            elif isinstance(exc, requests.exceptions.SSLError):
+            elif exc.timed_out:
+                what = "timed out (no complete answer within %s s)" % deadline
+            elif _is_tls_error(root):
                 what = "TLS handshake failed (server not trusted, or client certificate refused)"
-            elif isinstance(exc, requests.exceptions.Timeout):
-                what = "timed out"
             else:
                 what = "connection failed"
             # ssl/socket messages carry host, paths and the TLS reason -- never a key.
@@ -620,53 +726,19 @@ class IotCredentialsProvider(RefreshingProvider):
             pass
         if message is None:
             message = "HTTP %d with no JSON message" % status
-        code = headers.get("x-amzn-ErrorType", "") if headers is not None else ""
-        code = _printable(code.split(":")[0], 64) or "HTTP%d" % status
-        return IotEndpointError(self.endpoint, self.role_alias, status, code, _printable(message))
+        code = ""
+        for name, value in (headers or {}).items():
+            if name.lower() == "x-amzn-errortype":
+                code = value
+        code = printable(code.split(":")[0], 64) or "HTTP%d" % status
+        return IotEndpointError(self.endpoint, self.role_alias, status, code, printable(message))
 
     def _parse(self, body):
-        def bad(field, detail):
-            return IotResponseError(self.endpoint, self.role_alias, field, detail)
-
         try:
-            doc = load_bounded(body, MAX_IOT_RESPONSE_BYTES, JSON_DEPTH)
-        except ValueError as exc:  # the reason names size/depth/UTF-8/syntax, never content
-            raise bad("<body>", str(exc)) from None
-        if not isinstance(doc, dict):
-            raise bad("<body>", "expected a JSON object, got %s" % type(doc).__name__)
-        inner = doc.get("credentials")
-        if not isinstance(inner, dict):
-            raise bad("credentials", "expected an object, got %s" % type(inner).__name__)
-        values = {}
-        for name in ("accessKeyId", "secretAccessKey", "sessionToken", "expiration"):
-            value = inner.get(name)
-            if not isinstance(value, str) or not value:
-                # Only the type is named: the value may be a secret.
-                raise bad(
-                    "credentials." + name,
-                    "expected a non-empty string, got %s"
-                    % ("nothing" if value is None else type(value).__name__),
-                )
-            if name != "expiration" and not _is_word(value):
-                raise bad("credentials." + name, "expected one word of printable ASCII")
-            values[name] = value
-        stamp = values["expiration"]
-        try:
-            expiration = parse_iso8601(stamp)
-        except ValueError:
-            # Echo the value only when it cannot be a key that landed in the wrong member.
-            shown = (
-                repr(stamp[:40])
-                if all(c in "0123456789-:.+TZtz " for c in stamp)
-                else ("a %d-character string" % len(stamp))
-            )
-            raise bad(
-                "credentials.expiration",
-                "expected an ISO 8601 UTC time like 2024-01-01T00:00:00Z, got %s" % shown,
-            ) from None
-        return Credentials(
-            values["accessKeyId"], values["secretAccessKey"], values["sessionToken"], expiration
-        )
+            return parse_iot_credentials(body, self.source)
+        except CredentialsParseError as exc:
+            raise IotResponseError(self.endpoint, self.role_alias, exc.field,
+                                   exc.detail) from None
 
     def __repr__(self):
         return "IotCredentialsProvider(endpoint=%r, role_alias=%r, thing_name=%r, cached=%s)" % (
@@ -741,9 +813,11 @@ def _from_config_iot(conf, clock, rng, proxy):
         cache_file = os.path.expanduser(cache_file)
         if not os.path.isdir(os.path.dirname(os.path.abspath(cache_file))):
             raise CredentialsConfigError(source, "cache_file", "no such directory: %s" % cache_file)
-    margin = conf.get("refresh_margin", DEFAULT_REFRESH_MARGIN)
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
-        raise CredentialsConfigError(source, "refresh_margin", "expected seconds >= 0")
+    margin = conf.get("refresh_margin")
+    if margin is not None and (
+            isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0):
+        raise CredentialsConfigError(source, "refresh_margin",
+                                     "expected seconds >= 0 (default: botocore's 15 minutes)")
     return IotCredentialsProvider(
         endpoint,
         alias,
@@ -783,13 +857,200 @@ def _from_environ(environ):
 
 def shared_credentials_path(environ):
     """``AWS_SHARED_CREDENTIALS_FILE`` or ``~/.aws/credentials`` (``HOME`` from environ)."""
-    path = environ.get("AWS_SHARED_CREDENTIALS_FILE")
-    if path:
-        if path.startswith("~") and environ.get("HOME"):
-            path = environ["HOME"] + path[1:]
-        return os.path.expanduser(path)
-    home = environ.get("HOME") or os.path.expanduser("~")
-    return os.path.join(home, ".aws", "credentials")
+    return awsconfig.file_path(environ, "AWS_SHARED_CREDENTIALS_FILE", "credentials")
+
+
+def _config_call(func, *args):
+    """``func(*args)``, an AwsConfigError turned into a CredentialsConfigError raised
+    outside the except block (the original is not kept even as __context__)."""
+    problem = None
+    try:
+        return func(*args)
+    except awsconfig.AwsConfigError as exc:
+        problem = exc
+    raise CredentialsConfigError(problem.path, problem.where, problem.detail)
+
+
+class _Chain:
+    """One resolution of botocore's default chain (module doc, 3a-3g)."""
+
+    def __init__(self, shared, region, clock, rng, proxy):
+        self.shared = shared
+        self.region = region
+        self.kwargs = {"clock": clock, "rng": rng}
+        self.proxy = proxy
+        self.looked = []
+
+    def _profile(self, name):
+        return _config_call(self.shared.profile, name)
+
+    def resolve(self):
+        shared = self.shared
+        env = shared.environ
+        if not shared.explicit_profile:
+            found = _from_environ(env)
+            if found is not None:
+                return found
+            self.looked.append("environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: not set)")
+        name = shared.profile_name
+        profile = self._profile(None if not shared.named_profile else name)
+        if "role_arn" in profile and "web_identity_token_file" not in profile:
+            return self.assume_role(name, [name])
+        found = self.profile_providers(name, profile, disable_env=shared.explicit_profile)
+        if found is not None:
+            return found
+        from edgecore_ports.credentials_http import ContainerProvider
+
+        found = ContainerProvider.from_environ(env, **self.kwargs)
+        if found is not None:
+            return found
+        self.looked.append("container credentials (AWS_CONTAINER_CREDENTIALS_FULL_URI, "
+                           "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: not set)")
+        return None
+
+    def profile_providers(self, name, profile, disable_env):
+        """botocore's ProfileProviderBuilder: web identity, (SSO), the shared credentials
+        file, credential_process, the config file; None when none applies."""
+        found = self.web_identity(name, profile, disable_env)
+        if found is not None:
+            return found
+        if any(k in profile for k in _SSO_KEYS):
+            raise CredentialsConfigError(
+                "profile %s" % name, "sso_start_url",
+                "AWS IAM Identity Center (SSO) profiles need an interactive login; "
+                "give a device static keys, a role, a credential_process or IoT credentials")
+        for config in (False, True):
+            path = self.shared.config_path if config else self.shared.credentials_path
+            provider = SharedFileProvider(path, name, config=config, **self.kwargs)
+            creds, why = provider.read()
+            if creds is not None:
+                provider._store(creds, 0)
+                return provider
+            self.looked.append(why)
+            if not config and profile.get("credential_process"):
+                return ProcessProvider(profile["credential_process"], name,
+                                       environ=self.shared.environ, **self.kwargs)
+        return None
+
+    def web_identity(self, name, profile, disable_env):
+        env = {} if disable_env else self.shared.environ
+
+        def setting(key, variable):
+            return env.get(variable) or profile.get(key) or None
+
+        token_file = setting("web_identity_token_file", "AWS_WEB_IDENTITY_TOKEN_FILE")
+        if not token_file:
+            return None
+        role_arn = setting("role_arn", "AWS_ROLE_ARN")
+        if not role_arn:
+            raise CredentialsConfigError(
+                "web identity", "role_arn",
+                "AWS_WEB_IDENTITY_TOKEN_FILE / web_identity_token_file is set but no role "
+                "(AWS_ROLE_ARN / role_arn)")
+        from edgecore_ports.credentials_http import WebIdentityProvider
+
+        return WebIdentityProvider(
+            role_arn, awsconfig.expand_path(token_file, self.shared.environ),
+            session_name=setting("role_session_name", "AWS_ROLE_SESSION_NAME"),
+            **self.sts_kwargs())
+
+    def sts_kwargs(self):
+        shared = self.shared
+        endpoint_url = _config_call(shared.endpoint_url, "sts")
+        fips = _config_call(shared.use_fips_endpoint)
+        dualstack = _config_call(shared.use_dualstack_endpoint, "sts")
+        return dict(self.kwargs, region=self.region, endpoint_url=endpoint_url, fips=fips,
+                    dualstack=dualstack, proxy=self.proxy)
+
+    def assume_role(self, name, visited):
+        """botocore's AssumeRoleProvider for profile ``name`` (``visited``: the chain)."""
+        from edgecore_ports.credentials_http import AssumeRoleProvider
+
+        profile = self._profile(name)
+        where = "profile %s" % name
+        source_profile = profile.get("source_profile")
+        credential_source = profile.get("credential_source")
+        if source_profile and credential_source:
+            raise CredentialsConfigError(where, "source_profile",
+                                         "give source_profile or credential_source, not both")
+        if profile.get("mfa_serial"):
+            raise CredentialsConfigError(where, "mfa_serial",
+                                         "an MFA token needs a prompt; not available on a device")
+        duration = profile.get("duration_seconds")
+        try:
+            duration = int(duration) if duration is not None else None
+        except ValueError:
+            duration = None  # botocore ignores a non-integer too
+        if credential_source:
+            source = self.credential_source(where, credential_source)
+        elif source_profile:
+            source = self.source_profile(name, source_profile, visited)
+        else:
+            raise CredentialsConfigError(where, "source_profile",
+                                         "role_arn needs source_profile or credential_source")
+        return AssumeRoleProvider(profile["role_arn"], source,
+                                  external_id=profile.get("external_id"),
+                                  duration_seconds=duration,
+                                  session_name=profile.get("role_session_name"),
+                                  **self.sts_kwargs())
+
+    def credential_source(self, where, name):
+        from edgecore_ports.credentials_http import ContainerProvider
+
+        if name == "Environment":
+            found = _from_environ(self.shared.environ)
+        elif name == "EcsContainer":
+            found = ContainerProvider.from_environ(self.shared.environ, **self.kwargs)
+        elif name == "Ec2InstanceMetadata":
+            raise CredentialsConfigError(where, "credential_source",
+                                         "Ec2InstanceMetadata: no instance metadata on a device")
+        else:
+            raise CredentialsConfigError(
+                where, "credential_source",
+                "expected Environment or EcsContainer, got %s" % printable(name, 40))
+        if found is None:
+            raise CredentialsConfigError(where, "credential_source",
+                                         "%s has no credentials" % name)
+        return found
+
+    def source_profile(self, parent, name, visited):
+        where = "profile %s" % parent
+        if name not in self.shared.profiles:
+            raise CredentialsConfigError(where, "source_profile",
+                                         "profile %s does not exist" % printable(name, 64))
+        profile = self._profile(name)
+        has_static = "aws_access_key_id" in profile or "aws_secret_access_key" in profile
+        if name in visited and not (name == parent and has_static):
+            raise CredentialsConfigError(where, "source_profile",
+                                         "a loop: %s" % " -> ".join(visited + [name]))
+        if has_static or "role_arn" not in profile or name == parent:
+            found = self.profile_providers(name, profile, disable_env=True)
+            if found is None:
+                raise CredentialsConfigError(where, "source_profile",
+                                             "profile %s has no credentials" % name)
+            return found
+        return self.assume_role(name, visited + [name])
+
+
+def default_provider(environ=None, profile=None, region=None, clock=None, rng=None,
+                     proxy=None, shared=None):
+    """botocore's default credential chain (module doc, 3a-3g) as a provider.
+
+    ``profile``: an explicit profile (skips the environment keys); ``region``: for STS
+    (default ``AWS_DEFAULT_REGION`` / ``AWS_REGION`` / the profile's, else the global
+    endpoint); ``shared``: an ``awsconfig.SharedConfig`` already read (for ``profile``).
+    Raises ``NoCredentialsError`` naming every place looked, and
+    ``CredentialsConfigError`` for a source that is present but malformed.
+    """
+    if shared is None:
+        shared = _config_call(awsconfig.SharedConfig, environ, profile)
+    if region is None:
+        region = _config_call(shared.region)
+    chain = _Chain(shared, region, clock, rng, proxy)
+    found = chain.resolve()
+    if found is None:
+        raise NoCredentialsError(chain.looked + ['config["iot"] (not set)'])
+    return found
 
 
 def provider_from_config(config, environ=None, clock=None, rng=None):
@@ -812,26 +1073,8 @@ def provider_from_config(config, environ=None, clock=None, rng=None):
         return _from_config_static(config["credentials"])
     if config.get("iot") is not None:
         return _from_config_iot(config["iot"], clock, rng, config.get("proxy"))
-
-    path = shared_credentials_path(environ)
-    looked = []
     profile = config.get("profile")
     if profile is not None:
         profile = _need_str("config", "profile", profile)
-    else:
-        found = _from_environ(environ)
-        if found is not None:
-            return found
-        looked.append("environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: not set)")
-        profile = environ.get("AWS_PROFILE", "").strip() or None
-    explicit_profile = profile is not None
-    provider = SharedFileProvider(
-        path, profile or "default", explicit_profile=explicit_profile, clock=clock, rng=rng
-    )
-    creds, why = provider.read()
-    if creds is None:
-        looked.append(why)
-        looked.append('config["iot"] (not set)')
-        raise NoCredentialsError(looked)
-    provider._store(creds, 0)
-    return provider
+    region = config.get("region") if isinstance(config.get("region"), str) else None
+    return default_provider(environ, profile, region, clock, rng, config.get("proxy"))

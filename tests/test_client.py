@@ -255,3 +255,49 @@ def test_max_body_bounds_the_response():
             pass
         else:
             raise AssertionError("accepted max_body=%r" % (bad,))
+
+
+def test_hosts_of_every_partition_and_flag():
+    # Explicit flags win over anything the platform would read (none here on MicroPython).
+    cases = (
+        ({"region": "cn-north-1"}, "https://edge.sagemaker.cn-north-1.amazonaws.com.cn"),
+        ({"region": "us-iso-east-1"}, "https://edge.sagemaker.us-iso-east-1.c2s.ic.gov"),
+        ({"region": "us-west-2", "use_fips_endpoint": True},
+         "https://edge.sagemaker-fips.us-west-2.amazonaws.com"),
+        ({"region": "us-west-2", "use_dualstack_endpoint": True},
+         "https://edge.sagemaker.us-west-2.api.aws"),
+        ({"region": "us-gov-west-1-fips"}, "https://edge.sagemaker-fips.us-gov-west-1.amazonaws.com"),
+    )
+    for kw, url in cases:
+        kw = dict(kw)
+        kw.setdefault("use_fips_endpoint", False)
+        kw.setdefault("use_dualstack_endpoint", False)
+        rec = Recorder()
+        client = edgecore.Client(credentials=edgecore.Credentials("AKIDEXAMPLE", SECRET),
+                                 transport=rec, clock=lambda: NOW, **kw)
+        assert client.endpoint_url == url, kw
+        client.send_heartbeat(AgentVersion="1", DeviceName="d", DeviceFleetName="f")
+        auth = header(rec.calls[0][2], "Authorization")
+        region = kw["region"].replace("-fips", "")
+        assert "/%s/sagemaker/aws4_request" % region in auth, auth
+
+
+def test_the_transport_gets_the_url_that_was_signed():
+    # A raw space in an endpoint's path is encoded once; that is the URL sent and signed.
+    rec = Recorder()
+    client = make_client(rec, endpoint_url="http://127.0.0.1:8123/edge api")
+    client.get_device_registration(DeviceName="cam-1", DeviceFleetName="fleet-a")
+    assert rec.calls[0][1] == "http://127.0.0.1:8123/edge%20api/GetDeviceRegistration"
+
+
+def test_no_region_or_credentials_is_a_clear_error():
+    for kw, words in (({"credentials": edgecore.Credentials("A", "S"), "region": "12"},
+                       "region must be"),
+                      ({"region": "us-west-2", "credentials": 5}, "credentials must be")):
+        try:
+            edgecore.Client(transport=Recorder(), clock=lambda: NOW, endpoint_url="http://h",
+                            use_fips_endpoint=False, use_dualstack_endpoint=False, **kw)
+        except (ValueError, TypeError) as exc:
+            assert words in str(exc), str(exc)
+        else:
+            raise AssertionError("accepted %r" % (kw,))

@@ -287,8 +287,10 @@ def test_nothing_found_names_every_place(tmp_path):
     msg = str(info.value)
     assert "AWS_ACCESS_KEY_ID" in msg
     assert str(tmp_path / ".aws" / "credentials") + " (not found)" in msg
+    assert str(tmp_path / ".aws" / "config") + " (not found)" in msg
+    assert "AWS_CONTAINER_CREDENTIALS_FULL_URI" in msg
     assert 'config["iot"]' in msg
-    assert len(info.value.looked) == 3
+    assert len(info.value.looked) == 5
     env = creds_file(tmp_path, "[other]\naws_access_key_id=A\naws_secret_access_key=B\n")
     with pytest.raises(ec.NoCredentialsError) as info:
         ec.provider_from_config({}, environ=env)
@@ -340,23 +342,23 @@ def failure():
     return ec.IotTransportError("iot.example", "alias", "ConnectionError: refused")
 
 
-def test_refresh_before_expiry_with_margin_and_jitter():
+def test_refresh_windows_are_botocores_with_jitter_on_the_advisory_one():
     t0 = 1_000_000
     p = Scripted([creds(1, t0 + 3600), creds(2, t0 + 7200)], rng=MaxRng())
     assert p.get(t0).access_key == "AKID1"
-    # margin 300 + at most 10% jitter: still cached 331 s before expiry...
-    assert p.get(t0 + 3600 - 331).access_key == "AKID1"
-    # ...and reloaded inside the jittered margin.
-    assert p.get(t0 + 3600 - 329).access_key == "AKID2"
-    assert p.loads == [t0, t0 + 3600 - 329]
+    # advisory 15 min + at most 10% jitter: still cached 991 s before expiry...
+    assert p.get(t0 + 3600 - 991).access_key == "AKID1"
+    # ...and reloaded inside the jittered advisory window.
+    assert p.get(t0 + 3600 - 989).access_key == "AKID2"
+    assert p.loads == [t0, t0 + 3600 - 989]
 
 
-def test_refresh_without_jitter_exactly_at_margin():
+def test_refresh_without_jitter_exactly_at_the_advisory_window():
     t0 = 1_000_000
     p = Scripted([creds(1, t0 + 3600), creds(2, t0 + 7200)], rng=MinRng())
     assert p.get(t0).access_key == "AKID1"
-    assert p.get(t0 + 3600 - 301).access_key == "AKID1"
-    assert p.get(t0 + 3600 - 300).access_key == "AKID2"
+    assert p.get(t0 + 3600 - 901).access_key == "AKID1"
+    assert p.get(t0 + 3600 - 900).access_key == "AKID2"
 
 
 def test_jitter_stays_within_bounds():
@@ -364,15 +366,29 @@ def test_jitter_stays_within_bounds():
     for seed in range(50):
         p = Scripted([creds(1, t0 + 3600)], rng=random.Random(seed))
         p.get(t0)
-        assert t0 + 3600 - 330 <= p._refresh_at <= t0 + 3600 - 300
+        assert p.refresh_state(t0 + 3600 - 991) is None
+        assert p.refresh_state(t0 + 3600 - 900) == "advisory"
+        assert p.refresh_state(t0 + 3600 - 600) == "mandatory"
 
 
-def test_short_lived_credentials_refresh_at_half_life():
+def test_short_lived_credentials_scale_the_windows_down():
+    # 100 s credentials (botocore would refresh them on every call): advisory at half
+    # the lifetime, mandatory at a third.
     t0 = 1_000_000
     p = Scripted([creds(1, t0 + 100), creds(2, t0 + 200)], rng=MinRng())
     assert p.get(t0).access_key == "AKID1"
     assert p.get(t0 + 49).access_key == "AKID1"  # not reloaded on every call
+    assert p.refresh_state(t0 + 50) == "advisory"
+    assert p.refresh_state(t0 + 67) == "mandatory"
     assert p.get(t0 + 50).access_key == "AKID2"
+
+
+def test_refresh_windows_match_botocores_refreshable_credentials():
+    # botocore.credentials.RefreshableCredentials: advisory 900 s, mandatory 600 s.
+    from botocore import credentials as bc
+
+    assert (bc._DEFAULT_ADVISORY_REFRESH_TIMEOUT, bc._DEFAULT_MANDATORY_REFRESH_TIMEOUT) == (
+        ec.ADVISORY_REFRESH, ec.MANDATORY_REFRESH)
 
 
 def test_invalidate_forces_reload():
@@ -385,31 +401,48 @@ def test_invalidate_forces_reload():
     assert len(p.loads) == 2
 
 
-def test_failed_refresh_keeps_valid_cache_and_warns(caplog):
+def test_failed_advisory_refresh_keeps_valid_cache_and_warns(caplog):
     t0 = 1_000_000
     p = Scripted([creds(1, t0 + 3600), failure(), creds(2, t0 + 7200)], rng=MinRng())
     p.get(t0)
     with caplog.at_level(logging.WARNING, logger="edgecore.credentials"):
-        assert p.get(t0 + 3400).access_key == "AKID1"
+        assert p.get(t0 + 2800).access_key == "AKID1"
     assert "refresh from scripted failed" in caplog.text and "refused" in caplog.text
     # the next attempt waits retry_interval (30 s) instead of hammering the endpoint
-    assert p.get(t0 + 3429).access_key == "AKID1"
+    assert p.get(t0 + 2829).access_key == "AKID1"
     assert len(p.loads) == 2
-    assert p.get(t0 + 3430).access_key == "AKID2"
+    assert p.get(t0 + 2830).access_key == "AKID2"
     no_secret(caplog.text)
 
 
-def test_failed_refresh_with_expired_cache_raises_typed():
+def test_failed_mandatory_refresh_raises_typed():
+    # As botocore: 10 minutes before expiry a refresh must succeed.
     t0 = 1_000_000
     cause = failure()
     p = Scripted([creds(1, t0 + 3600), cause])
     p.get(t0)
     with pytest.raises(ec.CredentialsExpiredError) as info:
-        p.get(t0 + 3600)
+        p.get(t0 + 3600 - 599)
     assert info.value.cause is cause and info.value.__cause__ is cause
     assert info.value.retryable is True
-    assert "expired at 1970-01-12T14:46:40Z" in str(info.value)
+    assert "expire(d) at 1970-01-12T14:46:40Z" in str(info.value)
     no_secret(str(info.value))
+
+
+def test_expiry_is_judged_on_the_servers_clock():
+    # The answer's Date says the server is 2 h behind the device: credentials valid for
+    # 1 h by the server's clock are fresh, though the device clock is past their expiry.
+    t0 = 1_000_000
+
+    class Skewed(Scripted):
+        def _load(self, now):
+            self.fetch_skew = -7200
+            return super()._load(now)
+
+    p = Skewed([creds(1, t0 - 7200 + 3600), creds(2, t0)], rng=MinRng())
+    first = p.get(t0)
+    assert p.get(t0 + 3600 - 901) is first and p.refresh_state(t0) is None
+    assert p.get(t0 + 3600 - 900).access_key == "AKID2"
 
 
 def test_failed_refresh_after_invalidate_raises():

@@ -89,6 +89,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
             )
         if mode == "500":
             return self.reply(500, {"message": "Internal failure"})
+        if mode == "trickle":  # a head dribbled out a byte at a time, under any read timeout
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            for _ in range(100):
+                if srv.stop_trickle.wait(0.2):
+                    break
+                try:
+                    self.wfile.write(b"X")
+                    self.wfile.flush()
+                except OSError:
+                    break
+            srv.trickle_done.set()
+            self.close_connection = True
+            return None
         if isinstance(mode, bytes):
             return self.raw(200, mode)
         return self.reply(200, mode)  # a JSON document of the wrong shape
@@ -117,6 +130,8 @@ class MtlsServer(TlsServer):
         self.handshake_failed = threading.Event()
         self.issued = 0
         self.lifetime = 3600
+        self.stop_trickle = threading.Event()
+        self.trickle_done = threading.Event()
 
     def _handshake_failed(self, exc):
         self.handshake_errors.append(exc)
@@ -191,6 +206,40 @@ def test_refresh_after_expiry_returns_new_keys(pki, server):
     second = p.get(first.expiration - 55)
     assert second.access_key == "ASIAIOT2" and second.secret_key == SECRET + "-2"
     assert len(server.seen) == 2
+
+
+def test_device_clock_hours_ahead_still_gets_fresh_credentials(pki, server):
+    # Issue 11 item 6: a device 2 h ahead saw 1-hour credentials as already expired and
+    # never sent a request (so never learnt its clock offset). Expiry is now judged on
+    # the endpoint's clock (its Date header).
+    p = provider(pki, server)
+    ahead = int(time.time()) + 7200
+    c = p.get(ahead)
+    assert c.access_key == "ASIAIOT1" and c.expired(ahead)  # expired by the device clock...
+    assert p.get(ahead + 60) is c  # ...yet fresh by the server's: cached, used
+    assert p.refresh_state(ahead + 3600 - 991) is None  # advisory: 900 s + up to 10%
+    assert p.refresh_state(ahead + 3600 - 600) == "mandatory"
+    # A truly expired answer (by the endpoint's own clock) is still refused.
+    server.modes = [{"credentials": {"accessKeyId": "A", "secretAccessKey": "S",
+                                     "sessionToken": "T", "expiration": "2001-01-01T00:00:00Z"}}]
+    p.invalidate()
+    with pytest.raises(ec.IotResponseError) as info:
+        p.get(ahead)
+    assert info.value.field == "credentials.expiration" and "endpoint's Date" in str(info.value)
+
+
+def test_a_trickled_answer_is_cut_at_the_deadline(pki, server):
+    # Issue 11 item 5: per-read timeouts let a byte-a-second head hold the fetch for as
+    # long as the peer likes; the whole exchange now has a wall-clock deadline.
+    server.modes = ["trickle"]
+    p = provider(pki, server, timeout=[1, 1])
+    try:
+        with pytest.raises(ec.IotTransportError) as info:
+            p.get()
+        assert "timed out" in str(info.value) and info.value.retryable
+        assert not server.trickle_done.is_set()  # cut while the server was still sending
+    finally:
+        server.stop_trickle.set()
 
 
 def test_invalidate_fetches_again(pki, server):
@@ -373,16 +422,18 @@ def test_refresh_failure_with_valid_cache_returns_cached(pki, server, caplog):
     now = int(time.time())
     first = p.get(now)
     server.modes = ["500"]
+    # In the advisory window (15 min before expiry, as botocore) a failed refresh keeps
+    # the cached credentials...
     with caplog.at_level(logging.WARNING, logger="edgecore.credentials"):
-        again = p.get(first.expiration - 10)
+        again = p.get(first.expiration - 700)
     assert again is first
     assert "refresh" in caplog.text and "Internal failure" in caplog.text
     assert len(server.seen) == 2
     assert_no_secrets(caplog.text)
-    # Once expired, the next failure is a typed error, not stale keys.
+    # ...in the mandatory one (10 min) it is a typed error, not nearly stale keys.
     server.modes = ["500"]
     with pytest.raises(ec.CredentialsExpiredError) as info:
-        p.get(first.expiration + 1)
+        p.get(first.expiration - 300)
     assert isinstance(info.value.cause, ec.IotEndpointError) and info.value.retryable
     assert_no_secrets(str(info.value))
 
@@ -403,7 +454,7 @@ def test_secrets_absent_from_every_error_path(pki, server, caplog):
             texts += [str(info.value), repr(info.value)]
         p.get(now)
         server.modes = ["500", "500"]
-        p.get(creds.expiration - 1)
+        p.get(creds.expiration - 700)
         with pytest.raises(ec.CredentialsExpiredError) as info:
             p.get(creds.expiration + 10**6)
         texts += [str(info.value), repr(info.value), repr(p)]

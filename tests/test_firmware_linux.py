@@ -365,7 +365,7 @@ def test_installed_agent_runs_against_local_cloud(installed, tmp_path, local_clo
 
 # The minimal-library use (docs/library.md): its examples run on the vendored subset alone.
 LIBRARY_FILES = ("__init__", "client", "wire", "shapes", "jsonenc", "sigv4", "amztime",
-                 "credentials", "errors", "checksum", "sha1")
+                 "credentials", "errors", "endpoints", "endpoints_data", "checksum", "sha1")
 
 
 def test_library_doc_examples_run_on_vendored_subset(tmp_path):

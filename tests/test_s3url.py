@@ -40,21 +40,37 @@ def test_object_url_aws():
         s3url.object_url("my-bucket", "k", "eu-west-1", style="path")
         == "https://s3.eu-west-1.amazonaws.com/my-bucket/k"
     )
-    # Dots or upper case: path style (the TLS wildcard would not match).
-    assert (
-        s3url.object_url("my.bucket", "k", "us-east-1")
-        == "https://s3.us-east-1.amazonaws.com/my.bucket/k"
-    )
-    assert (
-        s3url.object_url("My_Bucket", "k", "us-east-1")
-        == "https://s3.us-east-1.amazonaws.com/My_Bucket/k"
-    )
+    # Dots or upper case: path style (the TLS wildcard would not match), also when
+    # virtual-hosted style was asked for: botocore falls back the same way.
+    for style in ("auto", "virtual"):
+        assert (
+            s3url.object_url("my.bucket", "k", "eu-west-1", style=style)
+            == "https://s3.eu-west-1.amazonaws.com/my.bucket/k"
+        )
+        assert (
+            s3url.object_url("My_Bucket", "k", "eu-west-1", style=style)
+            == "https://s3.eu-west-1.amazonaws.com/My_Bucket/k"
+        )
+    # us-east-1 is served by the global host (botocore's legacy default).
+    assert s3url.object_url("b-1", "k", "us-east-1") == "https://b-1.s3.amazonaws.com/k"
+    assert s3url.object_location("b-1", "k", "aws-global") == (
+        "https://b-1.s3.amazonaws.com/k", "us-east-1")
+
+
+def test_object_url_partitions_and_flags():
+    assert s3url.object_url("b-1", "k", "cn-north-1") == "https://b-1.s3.cn-north-1.amazonaws.com.cn/k"
+    assert (s3url.object_url("b-1", "k", "us-iso-east-1", style="path")
+            == "https://s3.us-iso-east-1.c2s.ic.gov/b-1/k")
+    assert (s3url.object_url("b-1", "k", "us-west-2", fips=True, dualstack=True)
+            == "https://b-1.s3-fips.dualstack.us-west-2.amazonaws.com/k")
+    assert s3url.object_location("b-1", "k", "us-west-2-fips") == (
+        "https://b-1.s3-fips.us-west-2.amazonaws.com/k", "us-west-2")
     try:
-        s3url.object_url("my.bucket", "k", "us-east-1", style="virtual")
+        s3url.object_url("b-1", "k", "cn-north-1", fips=True)
     except ValueError as exc:
-        assert "virtual-hosted" in str(exc)
+        assert "Partition does not support FIPS" in str(exc)
     else:
-        raise AssertionError("virtual style for a dotted bucket")
+        raise AssertionError("FIPS in aws-cn")
 
 
 def test_object_url_custom_endpoint():
@@ -66,6 +82,14 @@ def test_object_url_custom_endpoint():
         s3url.object_url("bk1", "k", "r", "https://s3.local:9000/", style="virtual")
         == "https://bk1.s3.local:9000/k"
     )
+    # Virtual-hosted style on an IP address is path style; a dotted bucket is virtual-hosted
+    # over http only (botocore's rules); FIPS and dual-stack do not apply.
+    assert (s3url.object_url("bk1", "k", "r", "http://127.0.0.1:9000", style="virtual", fips=True)
+            == "http://127.0.0.1:9000/bk1/k")
+    assert (s3url.object_url("b.k1", "k", "r", "http://s3.local", style="virtual")
+            == "http://b.k1.s3.local/k")
+    assert (s3url.object_url("b.k1", "k", "r", "https://s3.local", style="virtual")
+            == "https://s3.local/b.k1/k")
     assert s3url.object_url("b1", "k", "r", "https://gw.example/s3") == "https://gw.example/s3/b1/k"
     assert s3url.object_url("b1", "ü%", "r", "http://h") == "http://h/b1/%C3%BC%25"
     for bad in ("ftp://h", "h:9000", "http://", "http://u@h"):

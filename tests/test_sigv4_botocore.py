@@ -12,6 +12,7 @@ import calendar
 import datetime
 import email.utils
 import time
+import urllib.parse
 from unittest import mock
 
 import botocore.auth
@@ -220,14 +221,8 @@ def s3_client():
     )
 
 
-@settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(
-    key=st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20),
-    byte_range=st.one_of(st.none(), st.just("bytes=0-9")),
-)
-def test_s3_get_object_matches_boto3_on_the_wire(s3_client, key, byte_range):
+def boto3_get_object(s3_client, **params):
+    """(url, headers sent, headers given to the signer, epoch) of boto3's GetObject."""
     captured = {}
 
     def grab(request, **kwargs):
@@ -237,26 +232,38 @@ def test_s3_get_object_matches_boto3_on_the_wire(s3_client, key, byte_range):
 
     s3_client.meta.events.register("before-send.s3.GetObject", grab)
     try:
-        kwargs = {"Bucket": "examplebucket", "Key": key}
-        if byte_range:
-            kwargs["Range"] = byte_range
         with pytest.raises(_Captured):
-            s3_client.get_object(**kwargs)
+            s3_client.get_object(Bucket="examplebucket", **params)
     finally:
         s3_client.meta.events.unregister("before-send.s3.GetObject", grab)
     sent = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in captured["headers"].items()}
     epoch = calendar.timegm(time.strptime(sent["X-Amz-Date"], "%Y%m%dT%H%M%SZ"))
-    # The agent builds the same URL from the raw key with sigv4.quote.
-    assert captured["url"] == "http://127.0.0.1:9/examplebucket/" + sigv4.quote(key)
     # botocore adds amz-sdk-invocation-id / amz-sdk-request after signing: sent, unsigned.
     given_headers = {
         k: v
         for k, v in sent.items()
         if k.lower() != "authorization" and not k.lower().startswith("amz-sdk-")
     }
+    return captured["url"], sent, given_headers, epoch
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    key=st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20),
+    byte_range=st.one_of(st.none(), st.just("bytes=0-9")),
+)
+def test_s3_get_object_matches_boto3_on_the_wire(s3_client, key, byte_range):
+    params = {"Key": key}
+    if byte_range:
+        params["Range"] = byte_range
+    url, sent, given_headers, epoch = boto3_get_object(s3_client, **params)
+    # The agent builds the same URL from the raw key with sigv4.quote.
+    assert url == "http://127.0.0.1:9/examplebucket/" + sigv4.quote(key)
     ours = sigv4.sign_request(
         "GET",
-        captured["url"],
+        url,
         given_headers,
         None,
         access_key=ACCESS,
@@ -266,6 +273,62 @@ def test_s3_get_object_matches_boto3_on_the_wire(s3_client, key, byte_range):
         service="s3",
         timestamp=epoch,
     )
+    assert ours["Authorization"] == sent["Authorization"]
+
+
+# --- raw URLs (item 7): sign() encodes once and signs as botocore does on the same input.
+# Raw text: what a URL cannot carry as is (space, non-ASCII, "<>\"^`{|}[]\\") plus
+# unreserved characters; "%", "?", "#" and sub-delims would be URL syntax, not text.
+raw_chars = st.characters(blacklist_categories=("Cs", "Cc"),
+                          blacklist_characters="%?#/" + SUB_DELIMS)
+raw_segment_text = st.text(raw_chars, min_size=1, max_size=8).filter(lambda t: t not in (".", ".."))
+raw_path = st.lists(raw_segment_text, min_size=1, max_size=4).map(lambda segs: "/" + "/".join(segs))
+
+
+@COMMON
+@given(st.sampled_from(HOSTS), raw_path, timestamps)
+def test_raw_path_signs_as_botocore_for_other_services(host, p, epoch):
+    url, ours = sigv4.sign("GET", host + p, {}, None, access_key=ACCESS, secret_key=SECRET,
+                           region=REGION, service="sagemaker", timestamp=epoch)
+    # botocore signs the raw URL (its canonical path encodes the text once); urllib3 then
+    # sends the raw characters encoded once: the URL sign() returns.
+    theirs = botocore_sign(botocore.auth.SigV4Auth, "sagemaker", "GET", host + p, {}, None,
+                           None, epoch)
+    assert ours["Authorization"] == theirs["Authorization"]
+    assert url == host + sigv4.quote(p, "/~")
+
+
+@COMMON
+@given(st.dictionaries(st.text(raw_chars, min_size=1, max_size=6),
+                       st.text(raw_chars, max_size=6), min_size=1, max_size=4), timestamps)
+def test_raw_query_signs_as_botocore_params(params, epoch):
+    host = HOSTS[0]
+    raw = "&".join(k + "=" + v for k, v in params.items())
+    url, ours = sigv4.sign("GET", host + "/?" + raw, {}, None, access_key=ACCESS,
+                           secret_key=SECRET, region=REGION, service="sagemaker",
+                           timestamp=epoch)
+    creds = Credentials(ACCESS, SECRET)
+    req = AWSRequest(method="GET", url=host + "/", params=params)
+    now = datetime.datetime(1970, 1, 1) + datetime.timedelta(seconds=epoch)
+    with mock.patch.object(botocore.auth, "get_current_datetime", lambda *a, **k: now):
+        botocore.auth.SigV4Auth(creds, "sagemaker", REGION).add_auth(req)
+    assert ours["Authorization"] == req.headers["Authorization"]
+    # The URL sent carries those params, each encoded once (botocore itself would send a
+    # space as "+" though it signed "%20"; sign() sends what it signed).
+    query = urllib.parse.urlsplit(url).query
+    assert dict(urllib.parse.parse_qsl(query, keep_blank_values=True)) == params
+    assert "+" not in query and " " not in query
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=raw_path.map(lambda p: p[1:]))
+def test_raw_s3_key_url_and_signature_match_boto3_on_the_wire(s3_client, key):
+    wire, sent, given_headers, epoch = boto3_get_object(s3_client, Key=key)
+    url, ours = sigv4.sign("GET", "http://127.0.0.1:9/examplebucket/" + key, given_headers, None,
+                           access_key=ACCESS, secret_key=SECRET, session_token="TOKEN/+=",
+                           region=REGION, service="s3", timestamp=epoch)
+    assert url == wire
     assert ours["Authorization"] == sent["Authorization"]
 
 

@@ -246,6 +246,57 @@ def test_datetime_timestamps():
     assert _timestamp_body(_FakeDatetime(1, 1, 1, 0, 0, 0)) == wire.MIN_TIMESTAMP
 
 
+class _FakeDecimal:
+    """Duck-typed decimal.Decimal (MicroPython has none): what the core reads of one."""
+
+    def __init__(self, text):
+        self.text = text
+
+    def as_tuple(self):
+        raise AssertionError("not needed")
+
+    def is_finite(self):
+        return self.text not in ("NaN", "Infinity")
+
+    def __float__(self):
+        return float(self.text)
+
+
+def test_decimal_doubles_and_timestamps():
+    assert _metric_value_body(_FakeDecimal("1.5")) == b"1.5"
+    assert _metric_value_body(_FakeDecimal("10")) == b"10.0"  # a float, as botocore sends it
+    assert _timestamp_body(_FakeDecimal("1700000000.5")) == 1700000000.5
+    assert _timestamp_body(_FakeDecimal("1700000000")) == 1700000000
+    for bad in ("NaN", "Infinity", "1e400"):
+        exc = _invalid(_hb(AgentMetrics=[{"Value": _FakeDecimal(bad)}]))
+        assert exc.field == "AgentMetrics[0].Value" and exc.rule == "finite", bad
+        exc = _invalid(_hb(AgentMetrics=[{"Timestamp": _FakeDecimal(bad)}]))
+        assert exc.field == "AgentMetrics[0].Timestamp" and exc.rule == "finite", bad
+
+
+def test_timestamp_strings_as_botocore_reads_them():
+    assert _timestamp_body("1700000000") == 1700000000
+    assert _timestamp_body("1700000000.25") == 1700000000.25
+    assert _timestamp_body("-5") == -5
+    assert _timestamp_body("2023-11-14T22:13:20Z") == 1700000000
+    assert _timestamp_body("2023-11-14t22:13:20z") == 1700000000
+    assert _timestamp_body("2023-11-14 22:13:20") == 1700000000  # naive: UTC
+    assert _timestamp_body("2023-11-14T22:13") == 1699999980
+    assert _timestamp_body("2023-11-14") == 1699920000
+    assert _timestamp_body("2023-11-15T00:13:20.5+02:00") == 1700000000.5
+    assert _timestamp_body("2023-11-14T20:13:20,1234569-0200") == 1700000000.123456
+    assert _timestamp_body("2023-11-14T23:13:20+01") == 1700000000
+    assert _timestamp_body("0001-01-01T00:00:00Z") == wire.MIN_TIMESTAMP
+    assert _timestamp_body("9999-12-31T23:59:59Z") == wire.MAX_TIMESTAMP
+    for bad in ("yesterday", "2023-13-01", "2023-02-29", "2023-11-14T24:00:00", "2023-11-14T",
+                "2023-11-14T22:13:20+2400", "2023-11-14T22:13:20.Z", "2023-11-14T22Z", "",
+                "nan", "inf", "Tue, 14 Nov 2023 22:13:20 GMT"):
+        exc = _invalid(_hb(AgentMetrics=[{"Timestamp": bad}]))
+        assert exc.field == "AgentMetrics[0].Timestamp" and exc.rule == "type", (bad, exc.rule)
+    exc = _invalid(_hb(AgentMetrics=[{"Timestamp": "9999-12-31T23:59:59-01:00"}]))
+    assert exc.rule == "range"
+
+
 def test_member_order_ignores_dict_order():
     a = wire.build_request("GetDeployments", {"DeviceName": "a", "DeviceFleetName": "b"})
     b = wire.build_request("GetDeployments", {"DeviceFleetName": "b", "DeviceName": "a"})
@@ -285,7 +336,7 @@ def test_type():
         (_hb(AgentMetrics=[{"Value": "1"}]), "AgentMetrics[0].Value"),
         (_hb(AgentMetrics=[{"Value": True}]), "AgentMetrics[0].Value"),
         (_hb(AgentMetrics=[{"Timestamp": False}]), "AgentMetrics[0].Timestamp"),
-        (_hb(AgentMetrics=[{"Timestamp": "2023-01-01"}]), "AgentMetrics[0].Timestamp"),
+        (_hb(AgentMetrics=[{"Timestamp": "yesterday"}]), "AgentMetrics[0].Timestamp"),
         (_hb(AgentMetrics=[{"Timestamp": None}]), "AgentMetrics[0].Timestamp"),
         (_hb(DeploymentResult=[]), "DeploymentResult"),
     ]
@@ -619,6 +670,11 @@ def test_retry_classification():
     assert wire.retry_kind(ce("TooManyRequestsException", 400)) == "throttling"
     assert wire.retry_kind(ce("429", 429)) == "throttling"
     assert wire.retry_kind(ce("InternalServiceException", 500)) == "transient"
+    # A 429 carrying an error the model declares (not retryable there) is not throttling;
+    # a 429 with any other code is (botocore's standard mode).
+    assert wire.retry_kind(ce("InternalServiceException", 429)) is None
+    assert wire.retry_kind(ce("SomethingElse", 429)) == "throttling"
+    assert wire.retry_kind(ResponseParseError("GetDeployments", "", "x", 429)) == "throttling"
     assert wire.retry_kind(ce("503", 503)) == "transient"
     assert wire.retry_kind(ce("RequestTimeout", 400)) == "transient"
     assert wire.retry_kind(TransportError("reset")) == "transient"
@@ -629,6 +685,28 @@ def test_retry_classification():
     assert wire.retry_kind(ParamValidationError("GetDeployments", "x", "min", "d")) is None
     assert wire.retry_kind(ValueError()) is None
     assert wire.is_retryable(ce("SlowDown", 503)) and not wire.is_retryable(ce("x", 400))
+
+
+def test_client_error_response_has_boto3s_shape():
+    err = _error(500, {"X-Amzn-RequestId": "r1", "X-Amzn-ErrorType": "InternalServiceException"},
+                 b'{"Message": "boom"}')
+    assert err.response == {
+        "Error": {"Code": "InternalServiceException", "Message": "boom"},
+        "ResponseMetadata": {
+            "RequestId": "r1",
+            "HTTPStatusCode": 500,
+            "HTTPHeaders": {"x-amzn-requestid": "r1",
+                            "x-amzn-errortype": "InternalServiceException"},
+            "RetryAttempts": 0,
+        },
+        "Message": "boom",  # the modelled member, at the top as boto3 puts it
+    }
+    # Not modelled: no top-level members; a bare 5xx: no RequestId (as botocore).
+    err = _error(400, {}, b'{"__type": "ValidationException", "Message": "m"}')
+    assert sorted(err.response) == ["Error", "ResponseMetadata"]
+    err = _error(503, {"x-amzn-requestid": "r2"}, b"")
+    assert err.request_id == "r2" and "RequestId" not in err.response["ResponseMetadata"]
+    assert err.response["Error"] == {"Code": "503", "Message": "Service Unavailable"}
 
 
 def test_parse_error_directly():
