@@ -1,10 +1,12 @@
 """MicroPython heap and time of the core's request path.
 
-    node benchmarks/mp_run.mjs benchmarks/mp_heap.py
+    MICROPYPATH=.frozen:tests .cache/micropython/bin/micropython32 -X heapsize=1m \
+        benchmarks/mp_heap.py
 
-Heap = gc.mem_alloc() after minus before with no collection in between: the bytes one
-call allocates (the wasm port's gc.collect() cannot free while Python runs, so this is
-total allocation, an upper bound of the live peak). Each figure is taken on a warm call
+(the real 32-bit unix binary, edgecore frozen; tests/ for test_wire's fixtures). Heap =
+gc.mem_alloc() after minus before, collected before only: the bytes one call allocates
+(total allocation, an upper bound of the live peak, as long as the heap is big enough
+that no collection runs during the call). Each figure is taken on a warm call
 (modules imported, signing key cached) and, for signing, also on the first call.
 """
 

@@ -1,10 +1,11 @@
-"""Pure-Python SHA1 throughput under MicroPython.
+"""SHA1 throughput under MicroPython (run by bench_checksum.py on the unix binary).
 
-    node benchmarks/mp_run.mjs benchmarks/mp_sha1.py [KIB]
+    MICROPYPATH=.frozen .cache/micropython/bin/micropython32 benchmarks/mp_sha1.py [KIB]
 
-Hashes KIB KiB with edgecore.sha1.Sha1 and with verify_stream over io.BytesIO, timed with
-time.ticks_ms() (best of three: node's wasm tiering makes single runs noisy), and prints
-one "micropython-sha1 ..." line that bench_checksum.py parses.
+Hashes KIB KiB with edgecore.sha1.Sha1 (the viper path where the emitter exists) and with
+verify_stream over io.BytesIO (hashlib's SHA1 where the port has one), timed with
+time.ticks_ms() (best of three), and prints one "micropython-sha1 ..." line that
+bench_checksum.py parses.
 """
 
 import gc
@@ -17,7 +18,7 @@ from edgecore.sha1 import Sha1
 
 kib = int(sys.argv[1]) if len(sys.argv) > 1 else 256
 data = bytes(range(256)) * (4 * kib)
-want = Sha1(data).hexdigest()  # also warms up the wasm engine
+want = Sha1(data).hexdigest()
 ms_sha1 = ms_verify = 1 << 29
 n = 0
 for _ in range(3):

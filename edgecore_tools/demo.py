@@ -1,7 +1,7 @@
 """The README's main command: python -m edgecore_tools.demo
 
-On a fresh machine, with no AWS account: start the local cloud (the Edge Manager
-stand-in, SigV4 checked by botocore) and the S3 stand-in (moto, signatures checked) in a
+On a fresh machine, with no AWS account: start the local cloud (the edgecore fleet
+server embedded, SigV4 checked on every request) and the S3 stand-in (moto, signatures checked) in a
 temporary directory, register device "demo-device" in fleet "demo-fleet", generate a
 small model, deploy it, write the agent's config and run ``edgecore run --once`` until
 the model is active on disk and the cloud has received a heartbeat whose
@@ -156,7 +156,8 @@ def report(cloud, deployment, model_path, heartbeat, runs):
         "",
         "edgecore demo: SUCCESS -- the model is active and the cloud saw the result",
         "  device:       %s (fleet %s)" % (DEVICE, FLEET),
-        "  endpoint:     %s  (every request's SigV4 checked with botocore)" % cloud.endpoint_url,
+        "  endpoint:     %s  (edgecore fleet server, every request's SigV4 checked)"
+        % cloud.endpoint_url,
         "  S3 stand-in:  %s  (moto, signatures checked)" % cloud.s3_endpoint_url,
         "  deployment:   %s, %s" % (deployment["DeploymentName"],
                                    deployment["FailureHandlingPolicy"]),

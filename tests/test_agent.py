@@ -1,4 +1,4 @@
-# Runs under MicroPython too (tests/micropython/run.mjs).
+# Runs under MicroPython too
 """Tests of edgecore.agent, the pure deployment state machine (plain: pytest and MicroPython)."""
 
 from edgecore import agent, agentstate

@@ -111,8 +111,7 @@ def test_required_keys_and_null():
 
 def test_a_board_refuses_what_only_cpython_can_do():
     for key, value in (("reload_command", ["systemctl", "restart", "app"]),
-                       ("iot", {"endpoint": "x"}), ("profile", "edge-device"),
-                       ("proxy", "http://proxy:3128")):
+                       ("profile", "edge-device"), ("proxy", "http://proxy:3128")):
         exc = refused(dict(BASE, **{key: value}), micropython=True)
         assert exc.field == key and "MicroPython" in str(exc)
         if key != "profile":  # on CPython the profile must exist in ~/.aws (below)
@@ -125,6 +124,13 @@ def test_a_board_refuses_what_only_cpython_can_do():
     doc = dict(BASE)
     del doc["credentials"]
     assert refused(doc, micropython=True).field == "credentials"
+    # The board's AWS IoT provider (edgecore_ports.mp_iot) checks its keys at load too.
+    exc = refused(dict(doc, iot={"endpoint": "x.example", "role_alias": "r",
+                                 "thing_name": "t", "cert": "/nonexistent/cert.pem",
+                                 "key": "/k", "ca": "/c"}), micropython=True)
+    assert exc.field.startswith("iot"), exc.field
+    exc = refused(dict(doc, iot={"endpoint": "x", "cache_file": "/f"}), micropython=True)
+    assert exc.field == "iot.cache_file"
     assert load_config(doc, {}, False)["credentials"] is None  # the SDK chain finds them
 
 

@@ -1,4 +1,4 @@
-# Runs under MicroPython too (tests/micropython/run.mjs).
+# Runs under MicroPython too
 """Tests of edgecore.agentstate: the persistent agent state (plain: pytest and MicroPython)."""
 
 from edgecore import agentstate

@@ -1,4 +1,4 @@
-# Runs under MicroPython too (tests/micropython/run.mjs).
+# Runs under MicroPython too
 """edgecore.amztime: known dates, leap years, range ends, round trips, bad input.
 
 Plain test functions: runs under pytest and under MicroPython.

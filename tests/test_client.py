@@ -1,4 +1,4 @@
-# Runs under MicroPython too (tests/micropython/run.mjs).
+# Runs under MicroPython too
 """Client: framing, signing and parsing wired together over a recording transport."""
 
 import json

@@ -110,8 +110,8 @@ class HeartbeatTrap:
         self.lock = threading.Lock()
         db.add_heartbeat = self
 
-    def __call__(self, device, fleet, body, received=None):
-        out = self.original(device, fleet, body, received=received)
+    def __call__(self, device, fleet, body, received=None, **kwargs):
+        out = self.original(device, fleet, body, received=received, **kwargs)
         with self.lock:
             armed = self.armed
             result = body.get("DeploymentResult") or {}

@@ -1,4 +1,4 @@
-# Runs under MicroPython too (tests/micropython/run.mjs).
+# Runs under MicroPython too
 """edgecore.credsource: refresh decisions, server skew and the credential answer parsers
 (plain: pytest and MicroPython, where a port's IoT provider will reuse them)."""
 

@@ -58,9 +58,9 @@ def test_interrupt_stops_cleanly_and_removes_the_temp_dir(tmp_path, moment, how)
     assert [p for p in os.listdir(str(tmp_path)) if p.startswith("edgecore-demo-")] == []
 
 
-def test_demo_setup_needs_no_node(tmp_path):
-    """scripts/setup.sh without --micropython never calls npm (demo.sh runs it so); with
-    it, a missing npm is one clear line."""
+def test_setup_needs_no_node(tmp_path):
+    """scripts/setup.sh (which demo.sh and test.sh run) never calls npm or node, and
+    refuses an argument (the old --micropython) in one clear line."""
     repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True)
     with open(os.path.join(ROOT, "scripts", "setup.sh")) as f:
@@ -86,9 +86,8 @@ def test_demo_setup_needs_no_node(tmp_path):
         ["bash", str(repo / "scripts" / "setup.sh"), "--micropython"],
         capture_output=True, text=True, env=env, timeout=60,
     )
-    assert proc.returncode != 0 and "npm was called" in proc.stderr
-    with open(os.path.join(ROOT, "scripts", "demo.sh")) as f:
-        demo = f.read()
-    assert "bash scripts/setup.sh\n" in demo
-    with open(os.path.join(ROOT, "scripts", "test.sh")) as f:
-        assert "bash scripts/setup.sh --micropython\n" in f.read()
+    assert proc.returncode == 2 and "was called" not in proc.stderr
+    assert "unknown argument --micropython" in proc.stderr
+    for script in ("demo.sh", "test.sh"):
+        with open(os.path.join(ROOT, "scripts", script)) as f:
+            assert "bash scripts/setup.sh\n" in f.read(), script

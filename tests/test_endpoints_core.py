@@ -1,4 +1,4 @@
-# Runs under MicroPython too (tests/micropython/run.mjs).
+# Runs under MicroPython too
 """edgecore.endpoints on its own (plain: pytest and MicroPython); botocore cross-checks
 are in test_endpoints.py."""
 

@@ -1,4 +1,4 @@
-# Runs under MicroPython too (tests/micropython/run.mjs).
+# Runs under MicroPython too
 """edgecore.errors: ClientError's boto3-shaped response (plain: pytest and MicroPython).
 
 Responses parsed from the wire are cross-checked with boto3 in test_wire_botocore.py.

@@ -1,4 +1,4 @@
-# Runs under MicroPython too (tests/micropython/run.mjs).
+# Runs under MicroPython too
 """edgecore.jsonenc's float writer: CPython's repr on every runtime.
 
 Plain functions with bare asserts: runs under pytest and under MicroPython. The expected

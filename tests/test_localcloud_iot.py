@@ -13,8 +13,8 @@ import requests
 
 from edgecore.credentials import Credentials
 from edgecore.errors import ClientError
+from edgecore_fleet import sigcheck
 from edgecore_ports import credentials as ec
-from edgecore_tools.localcloud import sigcheck
 from edgecore_tools.localcloud.iot import DEFAULT_ROLE_ALIAS, IotCredentialsEndpoint, Pki
 
 THING = "edge-thing-1"

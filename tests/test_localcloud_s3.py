@@ -115,3 +115,21 @@ def test_start_and_stop_a_private_server():
     finally:
         s3.stop()
     assert not s3.alive()
+
+
+def test_device_keys_may_write_captures_and_nothing_else(local_cloud):
+    from botocore.exceptions import ClientError
+
+    s3 = local_cloud.s3_client()
+    bucket, _, prefix = local_cloud.capture_s3_uri[len("s3://"):].partition("/")
+    assert prefix == "captures/"
+    s3.put_object(Bucket=bucket, Key=prefix + "f/d/m/batch-1.jsonl", Body=b"{}\n")
+    assert s3.get_object(Bucket=bucket, Key=prefix + "f/d/m/batch-1.jsonl")["Body"].read() \
+        == b"{}\n"
+    for key in ("models/evil.bin", "capturesX/a", "other/captures/a"):
+        try:
+            s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "AccessDenied", key
+        else:
+            raise AssertionError("a device key wrote %s" % key)

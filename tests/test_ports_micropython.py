@@ -1,7 +1,8 @@
 # Runs under MicroPython too
 """The MicroPython port's HTTP/1.1 client fed a fake socket with exact bytes, its
-clock, files and metrics. Plain functions: the same file runs under pytest and under
-``node tests/micropython/run.mjs`` (run.mjs puts ports/ at /lib/edgecore_ports)."""
+clock, files and metrics. Plain functions: the same file runs under pytest and on the
+real MicroPython unix binary (``tests/micropython/run_real.py``). Real sockets on the
+binary: ``tests/test_mp_tls.py``."""
 
 from edgecore.errors import TransportError
 from edgecore_ports import HttpProtocolError
@@ -203,72 +204,22 @@ class SocketModule:
             setattr(self, name, constants[name])
 
 
-def test_no_delay_set_where_the_socket_module_has_it():
+def test_no_delay_uses_the_modules_names_else_linuxs_numbers():
+    import sys
+
     sock = SockOpts()
-    mp._no_delay(SocketModule(IPPROTO_TCP=6, TCP_NODELAY=1), sock)
-    assert sock.opts == [(6, 1, 1)]
+    # lwIP's value (TF_NODELAY): the module's names win.
+    assert mp._no_delay(SocketModule(IPPROTO_TCP=6, TCP_NODELAY=0x40), sock) is True
+    assert sock.opts == [(6, 0x40, 1)]
+    linux = sys.platform == "linux"
     for module in (SocketModule(), SocketModule(IPPROTO_TCP=6), SocketModule(TCP_NODELAY=1)):
         sock = SockOpts()
-        mp._no_delay(module, sock)  # MicroPython ports without the constants: skipped
-        assert sock.opts == []
-    mp._no_delay(SocketModule(IPPROTO_TCP=6, TCP_NODELAY=1), SockOpts(refuse=True))
-    mp._no_delay(SocketModule(IPPROTO_TCP=6, TCP_NODELAY=1), object())
-
-
-def _local_http_server(bodies):
-    """A keep-alive http.server on 127.0.0.1 (CPython) recording request bodies; None
-    where there is no socket / http.server (the WebAssembly MicroPython port)."""
-    try:
-        import http.server
-        import threading
-    except ImportError:
-        return None
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self):
-            bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
-            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-def test_real_socket_sets_tcp_nodelay_and_keeps_alive():
-    bodies = []
-    server = _local_http_server(bodies)
-    if server is None:
-        print("skipped: no socket / http.server here")
-        return
-    import socket
-
-    try:
-        t = mp.make_transport(keep_alive=True)
-        streams = []
-        real_connect = t._connect
-
-        def connect(*args):
-            streams.append(real_connect(*args))
-            return streams[-1]
-
-        t._connect = connect
-        url = "http://127.0.0.1:%d/SendHeartbeat" % server.server_address[1]
-        for body in (b"x" * 1024, b"y" * (mp.SEND_WHOLE + 100), b"{}"):
-            assert t.transport("POST", url, {"Content-Type": "application/json"}, body) == (
-                200, {"content-length": "2"}, b"ok")
-        assert bodies == [b"x" * 1024, b"y" * (mp.SEND_WHOLE + 100), b"{}"]
-        assert len(streams) == 1  # one kept-alive connection for all three
-        raw = streams[0].sock
-        assert raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
-        t.close()
-    finally:
-        server.shutdown()
-        server.server_close()
+        # MicroPython's unix port has no names: Linux's numbers there, nothing elsewhere.
+        assert mp._no_delay(module, sock) is linux
+        assert sock.opts == ([(6, 1, 1)] if linux else [])
+    assert mp._no_delay(SocketModule(IPPROTO_TCP=6, TCP_NODELAY=1), SockOpts(refuse=True)) \
+        is False
+    assert mp._no_delay(SocketModule(IPPROTO_TCP=6, TCP_NODELAY=1), object()) is False
 
 
 def test_post_empty_body_sends_content_length_zero():
@@ -885,9 +836,9 @@ def _word_size():
 
 
 def test_streaming_allocates_far_less_than_the_body():
-    """2 MiB through open().readinto with a 1 KiB buffer. The WebAssembly port's GC does
-    not reclaim while Python runs, so gc.mem_alloc() growth is the total allocated: it
-    must stay a small fraction of the body (no per-byte or per-body copies; chunked
+    """2 MiB through open().readinto with a 1 KiB buffer. gc.mem_alloc() growth without
+    a collection is the total allocated (less if the GC runs meanwhile): it must stay
+    a small fraction of the body (no per-byte or per-body copies; chunked
     framing costs a few small objects per 4 KiB chunk)."""
     import gc
 
@@ -910,3 +861,13 @@ def test_streaming_allocates_far_less_than_the_body():
             # Objects are made of words: count in 4-byte words so that a 64-bit build,
             # whose objects are twice the size, meets the same bound as a 32-bit one.
             assert grown * 4 // _word_size() < total // bound, grown
+
+
+def test_a_fatal_alert_with_a_client_certificate_is_final():
+    alert = OSError(-0x7780, "MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE")
+    text, retryable = mp._tls_failure(alert)
+    assert retryable is True and "mbedtls -0x7780" in text
+    text, retryable = mp._tls_failure(alert, client_cert=True)
+    assert retryable is False and "client certificate" in text and "-0x7780" in text
+    assert mp._tls_failure(OSError(-0x2700, "verify"), True)[1] is False
+    assert mp._tls_failure(OSError(104), True) is None  # a plain socket error

@@ -1,4 +1,4 @@
-# Runs under MicroPython too (tests/micropython/run.mjs).
+# Runs under MicroPython too
 """Tests of edgecore.s3url (plain: pytest and MicroPython)."""
 
 from edgecore import s3url

@@ -1,4 +1,4 @@
-# Runs under MicroPython too (tests/micropython/run.mjs).
+# Runs under MicroPython too
 """Tests for edgecore.sha1 with the FIPS 180 vectors; bare asserts, also run under MicroPython."""
 
 from edgecore.sha1 import Sha1

@@ -1,8 +1,8 @@
-# Runs under MicroPython too (tests/micropython/run.mjs).
+# Runs under MicroPython too
 """Tests for edgecore.shapes: the model tables and the hand-written pattern checkers.
 
 Plain functions with bare asserts: runs under pytest and under MicroPython
-(node tests/micropython/run.mjs tests/test_shapes.py). The property tests against
+(python tests/micropython/run_real.py unix tests/test_shapes.py). The property tests against
 Python's ``re`` are CPython-only, in tests/test_wire_props.py; the tables are compared
 with botocore's loaded model in tests/test_wire_botocore.py.
 """

@@ -1,4 +1,4 @@
-# Runs under MicroPython too (tests/micropython/run.mjs).
+# Runs under MicroPython too
 """edgecore.sigv4 against AWS's published vectors; runs under pytest and MicroPython.
 
 Vectors: the aws-sig-v4-test-suite (tests/data/sigv4_vectors.py), the Amazon S3 SigV4

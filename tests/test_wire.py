@@ -1,9 +1,9 @@
-# Runs under MicroPython too (tests/micropython/run.mjs).
+# Runs under MicroPython too
 """Tests for edgecore.wire (and edgecore.jsonenc): request framing, validation, response
 and error parsing, retry classification.
 
 Plain functions with bare asserts: runs under pytest and under MicroPython
-(node tests/micropython/run.mjs tests/test_wire.py). botocore cross-checks are in
+(python tests/micropython/run_real.py unix tests/test_wire.py). botocore cross-checks are in
 tests/test_wire_botocore.py, hypothesis properties in tests/test_wire_props.py.
 """
 

@@ -1,15 +1,26 @@
-"""Local stand-in for the cloud side of SageMaker Edge Manager (CPython only).
+"""The local cloud: the fleet server (``edgecore_fleet``) embedded, for tests and the demo.
 
-- server.EdgeServer: POST /GetDeployments, /SendHeartbeat, /GetDeviceRegistration,
-  rest-json as AWS, every request's SigV4 signature checked with botocore's signer.
-- db.FleetDB: devices, keys, deployments, heartbeats, results in SQLite.
+- cloud.LocalCloud: the fleet server's WSGI app on an in-process server with its SQLite
+  store, moto's S3 and one device with a key; test hooks (clock, faults, request log).
 - s3.MotoS3: moto's server in a subprocess with signature checking on.
-- cloud.LocalCloud: all of the above plus one device, for tests and the demo.
+- iot: a local AWS IoT credentials provider (mutual TLS) minting keys of a LocalCloud.
+- admin: add-device, create-key, deploy (direct deployments) on the fleet store.
 - ``python -m edgecore_tools.localcloud``: admin CLI (serve, add-device, create-key,
-  deploy, heartbeats, results).
+  deploy, heartbeats, results, provision-thing).
 """
 
-from .cloud import LocalCloud
-from .s3 import MotoS3
-
 __all__ = ["LocalCloud", "MotoS3"]
+
+
+def __getattr__(name):
+    # Lazy: the CLI (``python -m``) must be able to say which extra is missing before
+    # anything imports the fleet server's dependencies.
+    if name == "LocalCloud":
+        from .cloud import LocalCloud
+
+        return LocalCloud
+    if name == "MotoS3":
+        from .s3 import MotoS3
+
+        return MotoS3
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))

@@ -1,10 +1,15 @@
 """Admin CLI of the local cloud: python -m edgecore_tools.localcloud COMMAND --db FILE ...
 
-serve        run the Edge Manager endpoint + moto S3 until interrupted (--iot: and the
-             AWS IoT credentials endpoint, mutual TLS, its PKI in <db dir>/iot-pki)
+The fleet server (``edgecore_fleet``) embedded, its state in the SQLite file --db, with
+moto's S3 beside it. For a fleet server of your own, see ``edgecore-fleet``.
+
+serve        run the fleet server (device API, control plane, dashboard) + moto S3 until
+             interrupted (--iot: and the AWS IoT credentials endpoint, mutual TLS, its PKI
+             in <db dir>/iot-pki)
 provision-thing  issue a device certificate for an IoT thing mapped to a device
 add-device   register a device in a fleet
-create-key   create an access key (valid for S3 too while `serve` runs); prints JSON
+create-key   create an access key (valid for S3 too while `serve` runs; --admin: for the
+             control plane); prints JSON
 deploy       upload a model file to the S3 stand-in and create a deployment
 deployments  list deployments
 heartbeats   list received heartbeats
@@ -18,9 +23,14 @@ import signal
 import sys
 import time
 
-from . import admin
-from .db import FleetDB
-from .iot import DEFAULT_ROLE_ALIAS
+try:
+    from edgecore_fleet.store import Store
+
+    from . import admin
+    from .iot import DEFAULT_ROLE_ALIAS
+except ImportError as _missing:  # a device's venv: the agent without the local cloud
+    sys.exit("edgecore-localcloud needs the [localcloud] extra (%s): "
+             "pip install 'edgecore[localcloud]'" % _missing)
 
 DEFAULT_BUCKET = "edgecore-models"
 
@@ -37,17 +47,21 @@ def _attached_s3(db):
 
     info = db.get_setting("s3")
     if info is None:
-        raise admin.AdminError("no S3 stand-in: start `serve --db %s` first" % db.path)
+        raise admin.AdminError("no S3 stand-in: start `serve --db %s` first" % _db_path(db))
     return MotoS3.attach(
         info["endpoint_url"], info["region"], info["admin_access_key"], info["admin_secret_key"]
     )
 
 
+def _db_path(db):
+    return db.engine.url.database
+
+
 def _iot_pki_dir(db):
-    return os.path.join(os.path.dirname(os.path.abspath(db.path)), "iot-pki")
+    return os.path.join(os.path.dirname(os.path.abspath(_db_path(db))), "iot-pki")
 
 
-def _start_iot(args, db, server, s3):
+def _start_iot(args, db, s3):
     """The IoT credentials endpoint of `serve --iot`; returns it and the lines to print."""
     import types
 
@@ -56,7 +70,8 @@ def _start_iot(args, db, server, s3):
     hosts = tuple(dict.fromkeys([args.host, "127.0.0.1", "localhost"]))
     pki = Pki.open(_iot_pki_dir(db), hosts=hosts)
     # What the endpoint needs of a LocalCloud: things map to devices named explicitly.
-    cloud = types.SimpleNamespace(db=db, s3=s3, server=server, device_name=None)
+    cloud = types.SimpleNamespace(db=db, s3=s3, server=types.SimpleNamespace(clock=time.time),
+                                  device_name=None, bucket=args.bucket)
     iot = IotCredentialsEndpoint.start(cloud, pki=pki, role_alias=args.role_alias,
                                        host=args.host, port=args.iot_port)
     info = {"iot_url": iot.url, "iot_ca": pki.ca_path, "iot_role_alias": iot.role_alias}
@@ -67,30 +82,33 @@ def _start_iot(args, db, server, s3):
         "provision a thing for a device (prints its certificate, key and the agent's "
         '"iot" config):',
         "  python -m edgecore_tools.localcloud add-device --db %s --device DEV --fleet FLEET"
-        % db.path,
+        % _db_path(db),
         "  python -m edgecore_tools.localcloud provision-thing --db %s --thing THING "
-        "--device DEV" % db.path,
+        "--device DEV" % _db_path(db),
     ]
     return iot, info, howto
 
 
 def cmd_serve(args, db):
+    from edgecore_fleet.app import FleetApp
+    from edgecore_fleet.embedded import EmbeddedServer
+
     from .s3 import MotoS3
-    from .server import EdgeServer
 
     def stop_on_term(signum, frame):
         raise KeyboardInterrupt  # SIGTERM (service managers, background jobs): clean stop
 
     signal.signal(signal.SIGTERM, stop_on_term)
-    os.chmod(db.path, 0o600)  # it will hold the S3 stand-in's admin secret
+    os.chmod(_db_path(db), 0o600)  # it will hold the S3 stand-in's admin secret
     started = time.monotonic()
     s3 = MotoS3.start(region=args.region, port=args.s3_port)
     server = iot = None
     try:
-        server = EdgeServer(db, host=args.host, port=args.port).start_background()
+        app = FleetApp(db, region=args.region, s3=s3.fleet_client())
+        server = EmbeddedServer(app, host=args.host, port=args.port).start()
         iot_info, howto = {}, []
         if args.iot:
-            iot, iot_info, howto = _start_iot(args, db, server, s3)
+            iot, iot_info, howto = _start_iot(args, db, s3)
         s3.ensure_bucket(args.bucket)
         db.set_setting("s3", s3.connection_info())
         db.set_setting("bucket", args.bucket)
@@ -127,7 +145,8 @@ def cmd_provision_thing(args, db):
 
     info = db.get_setting("iot")
     if info is None:
-        raise admin.AdminError("no IoT endpoint: start `serve --iot --db %s` first" % db.path)
+        raise admin.AdminError("no IoT endpoint: start `serve --iot --db %s` first"
+                               % _db_path(db))
     if db.device(args.device) is None:
         raise admin.AdminError("provision-thing: unknown device %r (add-device first)"
                                % args.device)
@@ -160,9 +179,12 @@ def cmd_add_device(args, db):
 
 
 def cmd_create_key(args, db):
-    s3 = None if args.edge_only else _attached_s3(db)
+    if args.admin and args.device:
+        raise admin.AdminError("create-key: --admin keys belong to no device")
+    s3 = None if args.edge_only or args.admin else _attached_s3(db)
     _print(admin.create_key(db, s3, device=args.device, temporary=args.temporary,
-                            expires_in=args.expires_in))
+                            expires_in=args.expires_in, admin=args.admin,
+                            capture_bucket=db.get_setting("bucket", DEFAULT_BUCKET)))
     return 0
 
 
@@ -171,7 +193,7 @@ def cmd_deploy(args, db):
         raise admin.AdminError("deploy: --file is required unless --undeploy")
     s3 = None if args.undeploy else _attached_s3(db)
     bucket = db.get_setting("bucket", DEFAULT_BUCKET)
-    blob_dir = os.path.join(os.path.dirname(os.path.abspath(db.path)), "blobs")
+    blob_dir = os.path.join(os.path.dirname(os.path.abspath(_db_path(db))), "blobs")
     _print(admin.deploy(
         db, s3, bucket, args.handle, args.model_name, args.model_version, path=args.file,
         device=args.device, fleet=args.fleet, policy=args.policy, undeploy=args.undeploy,
@@ -186,12 +208,12 @@ def cmd_deployments(args, db):
 
 
 def cmd_heartbeats(args, db):
-    _print(admin.heartbeats(db, args.device))
+    _print(db.heartbeats(args.device))
     return 0
 
 
 def cmd_results(args, db):
-    _print(admin.results(db, args.device))
+    _print(db.results(args.device))
     return 0
 
 
@@ -231,6 +253,8 @@ def build_parser():
     c.add_argument("--temporary", action="store_true", help="with a session token")
     c.add_argument("--expires-in", type=float, help="seconds until ExpiredTokenException")
     c.add_argument("--edge-only", action="store_true", help="not valid for S3; no serve needed")
+    c.add_argument("--admin", action="store_true",
+                   help="a control-plane key (boto3's sagemaker client), no device")
 
     c = command("deploy", cmd_deploy, "deploy a model file to a device or a fleet")
     target = c.add_mutually_exclusive_group(required=True)
@@ -246,6 +270,7 @@ def build_parser():
     c.add_argument("--signing-key", help="PEM private key (Ed25519 or ECDSA P-256): also "
                    "upload the artifact's detached signature as <key>.sig")
 
+    # Listing commands (deployments, heartbeats, results; captured data goes here too).
     c = command("deployments", cmd_deployments, "list deployments")
     c.add_argument("--all", action="store_true", help="include superseded/cancelled")
     for name, func in (("heartbeats", cmd_heartbeats), ("results", cmd_results)):
@@ -256,12 +281,15 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    db = FleetDB(args.db)
+    db = Store.open(args.db).migrate()
     try:
         return args.func(args, db)
     except admin.AdminError as e:
         print("error: %s" % e, file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `heartbeats | head`: the reader had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     finally:
         db.close()
 

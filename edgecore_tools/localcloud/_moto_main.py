@@ -8,10 +8,14 @@ listening, then serves until its stdin closes (the parent stopped or died).
 
 import json
 import logging
+import signal
 import sys
 
 
 def main():
+    # Ctrl-C in a terminal reaches the whole process group: the parent stops this server
+    # by closing stdin, so a SIGINT here would only print a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     from moto.server import ThreadedMotoServer
 

@@ -1,7 +1,10 @@
-"""Admin operations on the local cloud (used by the CLI, LocalCloud and the demo).
+"""Admin operations of the local cloud (used by its CLI, LocalCloud and the demo), on the
+fleet server's store.
 
-Names are checked against the service model's own constraints so the local cloud never
-hands a device something the real service could not send.
+Names are checked against the device API model's own constraints (``edgecore.shapes``)
+so the local cloud never hands a device something the real service could not send.
+``deploy`` is a direct deployment (one device or a whole fleet, outside any plan);
+rollouts with stages go through the control plane (``LocalCloud.sagemaker_client()``).
 """
 
 import hashlib
@@ -9,9 +12,14 @@ import os
 import re
 import secrets
 import shutil
+import time
 import uuid
 
+from edgecore_fleet.errors import ApiError
+from edgecore_fleet.validate import device_validator
+
 POLICIES = ("ROLLBACK_ON_FAILURE", "DO_NOTHING")
+_validator = device_validator()
 
 
 class AdminError(Exception):
@@ -19,15 +27,10 @@ class AdminError(Exception):
 
 
 def _check_name(shape_name, what, value):
-    from .server import service_model
-
-    meta = service_model().shape_for(shape_name).metadata
-    if not isinstance(value, str) or not (meta.get("min", 0) <= len(value) <= meta["max"]):
-        raise AdminError(
-            "%s %r: must be %d..%d characters" % (what, value, meta.get("min", 0), meta["max"])
-        )
-    if re.fullmatch(meta["pattern"], value) is None:
-        raise AdminError("%s %r: must match %s" % (what, value, meta["pattern"]))
+    try:
+        _validator.validate(shape_name, value, what)
+    except ApiError as exc:
+        raise AdminError("%s %r: %s" % (what, value, exc.message)) from None
 
 
 def add_device(db, name, fleet, registration="REGISTERED"):
@@ -37,29 +40,32 @@ def add_device(db, name, fleet, registration="REGISTERED"):
     return {"DeviceName": name, "DeviceFleetName": fleet, "DeviceRegistration": registration}
 
 
-def create_key(db, s3=None, device=None, temporary=False, expires_in=None):
-    """Create an access key valid for the edge endpoint (and for S3 when `s3` is given).
+def create_key(db, s3=None, device=None, temporary=False, expires_in=None, admin=False,
+               capture_bucket=None):
+    """Create an access key for the edge endpoint (and for S3 when `s3` is given).
 
     With `s3`, the key is made by moto's IAM (a read-only user, or with temporary=True an
     STS session with a token) so the same credentials sign both APIs, as on AWS. Without,
-    a random key is stored for the edge endpoint only. expires_in (seconds) sets the
-    expiry the edge endpoint enforces (ExpiredTokenException after it).
+    a random key is stored for the fleet server only. expires_in (seconds) sets the
+    expiry the endpoint enforces (ExpiredTokenException after it). A device key acts
+    only for `device`; admin=True makes a control-plane key instead. capture_bucket: the
+    S3 key may also write captured data under <capture_bucket>/captures/.
     Returns {access_key_id, secret_access_key, session_token, expiration}.
     """
-    import time
-
     token = None
     expiration = None if expires_in is None else time.time() + expires_in
     if s3 is not None and temporary:
-        akid, secret, token, moto_expiry = s3.create_temporary_key()
+        akid, secret, token, moto_expiry = s3.create_temporary_key(
+            capture_bucket=capture_bucket)
         expiration = moto_expiry if expiration is None else expiration
     elif s3 is not None:
-        akid, secret = s3.create_device_key()
+        akid, secret = s3.create_device_key(capture_bucket=capture_bucket)
     else:
         akid = ("ASIA" if temporary else "AKIA") + secrets.token_hex(8).upper()
         secret = secrets.token_urlsafe(30)[:40]
         token = secrets.token_urlsafe(48) if temporary else None
-    db.add_key(akid, secret, token, expiration, device)
+    db.add_key(akid, secret, token, expiration, None if admin else device,
+               role="admin" if admin else "device")
     return {
         "access_key_id": akid,
         "secret_access_key": secret,
@@ -68,12 +74,14 @@ def create_key(db, s3=None, device=None, temporary=False, expires_in=None):
     }
 
 
-def _sha1_file(path):
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def upload(s3, bucket, key, data, model_name=None, model_version=None):
+    """Put an artifact with the metadata the agent reads (x-amz-meta-model-name/-version:
+    the Definitions of GetDeployments carry no name or version), signed by edgecore."""
+    s3.ensure_bucket(bucket)
+    metadata = {}
+    if model_name is not None:
+        metadata = {"model-name": model_name, "model-version": model_version}
+    s3.fleet_client().put(bucket, key, data, metadata)
 
 
 def deploy(db, s3, bucket, handle, model_name, model_version, path=None, data=None,
@@ -123,7 +131,7 @@ def deploy(db, s3, bucket, handle, model_name, model_version, path=None, data=No
         filename = re.sub(r"[^A-Za-z0-9._-]", "_", filename) or "model.bin"
         sha1 = hashlib.sha1(data).hexdigest()
         key = "models/%s/%s/%s" % (handle, sha1, filename)
-        _upload(s3, bucket, key, data, model_name, model_version)
+        upload(s3, bucket, key, data, model_name, model_version)
         sig = None
         if signing_key is not None:
             from edgecore_ports import signing
@@ -157,18 +165,6 @@ def deploy(db, s3, bucket, handle, model_name, model_version, path=None, data=No
     }
 
 
-def _upload(s3, bucket, key, data, model_name, model_version):
-    """Put an artifact with the metadata the agent reads (x-amz-meta-model-name/-version):
-    the Definitions of GetDeployments carry no name or version."""
-    s3.ensure_bucket(bucket)
-    s3.client().put_object(
-        Bucket=bucket,
-        Key=key,
-        Body=data,
-        Metadata={"model-name": model_name, "model-version": model_version},
-    )
-
-
 def _last_definition(db, handle, device, fleet):
     for row in reversed(db.deployments()):
         if row["device"] == device and row["fleet"] == fleet:
@@ -187,20 +183,9 @@ def reupload_blobs(db, s3):
             if blob and os.path.exists(blob):
                 bucket, _, key = d["S3Url"][len("s3://"):].partition("/")
                 with open(blob, "rb") as f:
-                    _upload(s3, bucket, key, f.read(), d["ModelName"], d["ModelVersion"])
+                    upload(s3, bucket, key, f.read(), d["ModelName"], d["ModelVersion"])
                 if os.path.exists(blob + ".sig"):
                     with open(blob + ".sig", "rb") as f:
                         s3.put_object(bucket, key + ".sig", f.read())
                 count += 1
     return count
-
-
-def heartbeats(db, device=None):
-    """Received heartbeats: [{id, device, fleet, received, body, access_key_id}] oldest
-    first; access_key_id: the key that signed the request."""
-    return db.heartbeats(device)
-
-
-def results(db, device=None):
-    """DeploymentResults from heartbeats: [{id, device, deployment, status, received, body}]."""
-    return db.results(device)

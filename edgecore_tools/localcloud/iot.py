@@ -31,12 +31,10 @@ wording AWS uses is not documented, so the messages here are descriptive stand-i
 """
 
 import datetime
-import hashlib
 import ipaddress
 import json
 import logging
 import os
-import re
 import socket
 import ssl
 import threading
@@ -44,17 +42,21 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from edgecore_fleet.errors import ApiError
+from edgecore_fleet.iot import ALIAS as _ALIAS
+from edgecore_fleet.iot import (
+    DEFAULT_DURATION,
+    DEFAULT_ROLE_ALIAS,
+    authorize,
+    fingerprint,
+)
+from edgecore_fleet.iot import THING as _THING
+
 from . import admin
-from .server import ApiError, JsonReplies
 
 log = logging.getLogger("edgecore_tools.localcloud.iot")
 
-DEFAULT_ROLE_ALIAS = "edgecore-device-role-alias"
-DEFAULT_DURATION = 3600  # AWS's default credentialDurationSeconds
 HANDSHAKE_TIMEOUT = 10
-_ALIAS = re.compile(r"[\w=,@-]{1,128}")  # CreateRoleAlias's roleAlias pattern
-_THING = re.compile(r"[a-zA-Z0-9:_-]{1,128}")  # CreateThing's thingName pattern
-_PATH = re.compile(r"/role-aliases/([^/?]+)/credentials")
 
 
 # --------------------------------------------------------------------------- PKI
@@ -142,7 +144,7 @@ def cert_fingerprint(cert_path):
     """SHA-256 of a PEM certificate's DER bytes (hex), as AWS IoT names certificates."""
     with open(cert_path, "rb") as f:
         der = ssl.PEM_cert_to_DER_cert(f.read().decode("ascii"))
-    return hashlib.sha256(der).hexdigest()
+    return fingerprint(der)
 
 
 class Pki:
@@ -220,9 +222,24 @@ class Pki:
 # --------------------------------------------------------------------------- endpoint
 
 
-def iso8601_z(epoch):
-    """'2024-01-02T03:04:05Z', the form of the IoT credentials' expiration."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch)))
+class JsonReplies:
+    """Replies of an AWS JSON endpoint (mixed into a BaseHTTPRequestHandler): every one
+    with ``x-amzn-RequestId``; errors as ``{"message": ...}`` + ``x-amzn-ErrorType``."""
+
+    def _error(self, status, code, message, request_id):
+        payload = json.dumps({"message": message}).encode("utf-8")
+        self._respond(status, payload, request_id, {"x-amzn-ErrorType": code})
+
+    def _respond(self, status, payload, request_id, extra=None):
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("x-amzn-RequestId", request_id)
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
 
 
 class _Handler(JsonReplies, BaseHTTPRequestHandler):
@@ -455,48 +472,23 @@ class IotCredentialsEndpoint:
     # ---------------------------------------------------------------- serving
     def handle(self, path, thing_name, peer_der):
         """Authorize one request and mint its credentials (the wire dict); raises
-        ApiError with AWS's statuses."""
-        match = _PATH.fullmatch(path)
-        if match is None:
-            raise ApiError(404, "ResourceNotFoundException", "No such resource: %s"
-                            % path.partition("?")[0][:200])
-        from urllib.parse import unquote
-
-        alias = unquote(match.group(1))
-        if peer_der is None:  # CERT_REQUIRED makes this unreachable; kept as a guard
-            raise ApiError(401, "UnauthorizedException", "No client certificate")
-        fingerprint = hashlib.sha256(peer_der).hexdigest()
+        ApiError with AWS's statuses. The rules are the fleet server's
+        (``edgecore_fleet.iot.authorize``); the key is minted by ``admin.create_key``."""
         with self._lock:
-            duration = self.role_aliases.get(alias)
-        if duration is None:
-            raise ApiError(404, "ResourceNotFoundException", "Role alias does not exist")
-        db = self.cloud.db
-        if thing_name is None:
-            # Without the header AWS cannot check an attachment: only a certificate
-            # attached to exactly one thing is usable.
-            owners = db.things_with_certificate(fingerprint)
-            thing_name = owners[0] if len(owners) == 1 else None
-        thing = db.iot_thing(thing_name) if thing_name else None
-        if thing is None or fingerprint not in thing["certs"]:
-            raise ApiError(403, "ForbiddenException",
-                            "Access Denied: the certificate is not attached to the thing")
-        device = thing["device"]
-        expiration = int(self.clock()) + duration
-        key = admin.create_key(
-            self.cloud.db, self.cloud.s3 if self.s3_keys else None, device=device,
-            temporary=True,
+            aliases = dict(self.role_aliases)
+        wire, info = authorize(self.cloud.db, path, thing_name, peer_der, aliases,
+                               self.clock(), self._mint)
+        with self._lock:
+            self.minted.append(info)
+        return wire
+
+    def _mint(self, store, device, expiration):
+        return admin.create_key(
+            store, self.cloud.s3 if self.s3_keys else None, device=device, temporary=True,
+            capture_bucket=getattr(self.cloud, "bucket", None),
             # create_key dates the expiry by the wall clock: convert from the cloud clock.
             expires_in=expiration - time.time(),
         )
-        with self._lock:
-            self.minted.append({"access_key_id": key["access_key_id"], "thing": thing_name,
-                                "device": device, "expiration": expiration})
-        return {
-            "accessKeyId": key["access_key_id"],
-            "secretAccessKey": key["secret_access_key"],
-            "sessionToken": key["session_token"],
-            "expiration": iso8601_z(expiration),
-        }
 
     def record(self, entry):
         with self._lock:

@@ -17,13 +17,21 @@ import threading
 import uuid
 
 ADMIN_USER = "edgecore-admin"
-DEVICE_POLICY = {
-    "Version": "2012-10-17",
-    "Statement": [
+CAPTURE_PREFIX = "captures/"
+
+
+def device_policy(capture_bucket=None):
+    """A device's S3 permissions: read the models; with `capture_bucket`, also write its
+    captured data under ``<capture_bucket>/captures/`` (the agent's capture_s3_uri), and
+    nowhere else (the bucket is named: an IAM ``*`` would also match slashes)."""
+    statements = [
         # ListBucket too: without it S3 answers 403 rather than 404 for a missing key.
-        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": "*"}
-    ],
-}
+        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": "*"},
+    ]
+    if capture_bucket is not None:
+        statements.append({"Effect": "Allow", "Action": ["s3:PutObject"], "Resource":
+                           "arn:aws:s3:::%s/%s*" % (capture_bucket, CAPTURE_PREFIX)})
+    return {"Version": "2012-10-17", "Statement": statements}
 ADMIN_POLICY = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
@@ -140,18 +148,26 @@ class MotoS3:
             self._clients[cache_key] = client
         return client
 
-    def create_device_key(self, user_name=None):
+    def fleet_client(self):
+        """The fleet server's S3 client on this server (admin key, edgecore's signer)."""
+        from edgecore_fleet.s3 import S3Client
+
+        return S3Client(self.region, self.admin_access_key, self._admin_secret,
+                        endpoint_url=self.endpoint_url, style="path")
+
+    def create_device_key(self, user_name=None, capture_bucket=None):
         """A new IAM user allowed to read objects; returns (access_key, secret_key)."""
         user_name = user_name or "device-" + uuid.uuid4().hex[:12]
         iam = self.client("iam")
         iam.create_user(UserName=user_name)
         iam.put_user_policy(
-            UserName=user_name, PolicyName="read-models", PolicyDocument=json.dumps(DEVICE_POLICY)
+            UserName=user_name, PolicyName="read-models",
+            PolicyDocument=json.dumps(device_policy(capture_bucket))
         )
         key = iam.create_access_key(UserName=user_name)["AccessKey"]
         return key["AccessKeyId"], key["SecretAccessKey"]
 
-    def create_temporary_key(self, role_name=None, duration=900):
+    def create_temporary_key(self, role_name=None, duration=900, capture_bucket=None):
         """Temporary credentials (STS AssumeRole on a read-only role).
 
         Returns (access_key, secret_key, session_token, expiration_epoch). moto checks
@@ -168,7 +184,8 @@ class MotoS3:
         }
         role = iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(trust))
         iam.put_role_policy(
-            RoleName=role_name, PolicyName="read-models", PolicyDocument=json.dumps(DEVICE_POLICY)
+            RoleName=role_name, PolicyName="read-models",
+            PolicyDocument=json.dumps(device_policy(capture_bucket))
         )
         creds = self.client("sts").assume_role(
             RoleArn=role["Role"]["Arn"], RoleSessionName="device", DurationSeconds=duration
@@ -198,7 +215,7 @@ class MotoS3:
 
     def put_object(self, bucket, key, data):
         self.ensure_bucket(bucket)
-        self.client().put_object(Bucket=bucket, Key=key, Body=data)
+        self.fleet_client().put(bucket, key, data)
 
     def alive(self):
         return self._proc is not None and self._proc.poll() is None

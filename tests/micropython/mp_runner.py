@@ -1,7 +1,7 @@
 """A tiny test runner for MicroPython: imports test modules, calls their test_* functions.
 
 The same files run under pytest on CPython; here each test is a plain function with bare
-asserts. main() returns the count of failures for run.mjs.
+asserts. main() returns the count of failures (run_real.py reads the closing line).
 """
 
 import gc
