@@ -35,6 +35,8 @@ the first 12 hex digits of the SHA1, unless the download reports ``name`` / ``ve
 ``x-amz-meta-model-version`` metadata) and they match the service model's patterns.
 """
 
+from edgecore.agentstate import MAX_STATE_BYTES as _STATE_BYTES
+
 DEPLOY = "DEPLOY"
 UNDEPLOY = "UNDEPLOY"
 SUCCESS = "SUCCESS"
@@ -53,14 +55,16 @@ CLEANUP = "cleanup"
 # Results wait for a heartbeat: no new deployment starts while MAX_PENDING_RESULTS are
 # waiting or they take MAX_PENDING_BYTES of JSON (never dropped while heartbeats work;
 # state["dropped"] counts what the safety net in _finish would still drop).
+# The byte budgets are shares of agentstate.MAX_STATE_BYTES (4 MiB on CPython, 1/8 of
+# the heap on MicroPython), so a state that holds them all still saves and loads.
 MAX_PENDING_RESULTS = 100
-MAX_PENDING_BYTES = 1024 * 1024
+MAX_PENDING_BYTES = _STATE_BYTES // 4
 # Names of done deployments the cloud no longer lists, kept in case it lists them again;
 # every done name the latest listing still carries is kept, however many.
-MAX_DONE = 256
+MAX_DONE = min(256, _STATE_BYTES // 256)
 # Deployments queued from one listing, in JSON bytes (the first one always fits); the
 # rest are queued by a later poll, as the queue drains.
-MAX_QUEUE_BYTES = 64 * 1024
+MAX_QUEUE_BYTES = min(64 * 1024, _STATE_BYTES // 16)
 # Definitions applied per deployment; a longer one fails whole, with this reason.
 MAX_DEFS = 64
 MAX_REASON = 256  # characters of one StatusReason / message (ASCII-escaped)
@@ -374,13 +378,20 @@ def keep_list(state):
 
 def results_full(state):
     """True when no new deployment may start until a heartbeat takes a result: the
-    pending results are at MAX_PENDING_RESULTS or MAX_PENDING_BYTES."""
-    import json
-
+    pending results are at MAX_PENDING_RESULTS or MAX_PENDING_BYTES (their size is
+    kept in ``state["pending_bytes"]`` as they come and go, not measured per call)."""
     pending = state["pending"]
     if len(pending) >= MAX_PENDING_RESULTS:
         return True
-    return bool(pending) and len(json.dumps(pending)) >= MAX_PENDING_BYTES
+    return bool(pending) and state.get("pending_bytes", 0) >= MAX_PENDING_BYTES
+
+
+def _pend(state, result, add):
+    """Keep ``state["pending_bytes"]`` as a result joins (add) or leaves ``pending``."""
+    from edgecore.agentstate import pending_bytes
+
+    n = pending_bytes([result])
+    state["pending_bytes"] = max(0, state.get("pending_bytes", 0) + (n if add else -n))
 
 
 def next_action(state, now):
@@ -672,10 +683,11 @@ def _finish(state, inf, now):
     }
     pending = state["pending"]
     pending.append(result)
+    _pend(state, result, True)
     # A safety net: next_action starts nothing while results_full(), so this drops only
     # after a change of the bounds.
     while len(pending) > MAX_PENDING_RESULTS:
-        pending.pop(0)
+        _pend(state, pending.pop(0), False)
         state["dropped"] = state.get("dropped", 0) + 1
     state["done"].append(inf["name"])  # plan() bounds it against the listing
     state["last_result"] = result
@@ -857,7 +869,7 @@ def heartbeat_done(state, sent, ok, now):
         pending = state["pending"]
         for j in range(len(pending)):
             if pending[j]["DeploymentName"] == sent["result"]:
-                pending.pop(j)
+                _pend(state, pending.pop(j), False)
                 break
     for h in sent["metrics"]:
         m = state["metrics"].get(h)

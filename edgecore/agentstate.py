@@ -26,6 +26,7 @@ Schema (version 1)::
     metrics       {handle: {n, ln, sum, max, li, ls}}
     gc            bool  a CLEANUP is due
     last_result, last_heartbeat, heartbeat_failures, dropped
+    pending_bytes int  JSON bytes of pending (kept by edgecore.agent; recomputed on load)
 """
 
 from edgecore.errors import EdgecoreError
@@ -33,9 +34,21 @@ from edgecore.jsonenc import load_bounded
 
 SCHEMA_VERSION = 1
 MAX_COUNT = 2**31 - 1  # heartbeat_failures, dropped, metrics counts
-# A state file is small (tens of KiB); anything much larger is not ours.
-MAX_STATE_BYTES = 4 * 1024 * 1024
 JSON_DEPTH = 32  # the state nests a few levels; a corrupt file must not recurse the parser
+
+
+def _max_state_bytes():
+    """4 MiB (a state file is tens of KiB; anything much larger is not ours), or on
+    MicroPython 1/8 of the heap: the file must be read, parsed and written again in what
+    the heap has left (a 64 KiB board: 8 KB). The agent's own bounds derive from it."""
+    import gc
+
+    if not hasattr(gc, "mem_free"):
+        return 4 * 1024 * 1024
+    return min(4 * 1024 * 1024, (gc.mem_free() + gc.mem_alloc()) // 8)
+
+
+MAX_STATE_BYTES = _max_state_bytes()
 
 
 class StateError(EdgecoreError):
@@ -63,14 +76,20 @@ def new_state(now=0):
         "last_heartbeat": None,
         "heartbeat_failures": 0,
         "dropped": 0,
+        "pending_bytes": 0,
     }
 
 
 def dumps(state):
     """The state as UTF-8 JSON bytes; StateError when larger than MAX_STATE_BYTES (the
     caller keeps the previous file: writing it would make the agent unable to start)."""
+    import gc
     import json
 
+    if hasattr(gc, "mem_free"):
+        # MicroPython: the text is one contiguous block (a few KB); collecting first
+        # gives it the free heap whole instead of the holes between scattered objects.
+        gc.collect()
     data = json.dumps(state).encode("utf-8")
     if len(data) > MAX_STATE_BYTES:
         raise StateError(
@@ -93,6 +112,13 @@ def loads(data, fixed=None):
     except ValueError as exc:
         raise StateError("document", "expected UTF-8 JSON (%s)" % (exc,)) from None
     return validate(doc, fixed)
+
+
+def pending_bytes(results):
+    """JSON bytes of a list of DeploymentResults (``state["pending_bytes"]`` caches it)."""
+    import json
+
+    return sum(len(json.dumps(r)) for r in results)
 
 
 def _is_int(v):
@@ -293,6 +319,7 @@ def validate(doc, fixed=None):
         doc["pending"] = keep
         if fixed is not None:
             fixed.append("pending")
+    doc["pending_bytes"] = pending_bytes(keep)  # a cache: recomputed, never trusted
     res = doc["last_result"]
     # Shown by `edgecore status` only.
     _repair(

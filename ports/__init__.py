@@ -14,17 +14,21 @@ Platform modules and what they build on::
 Every platform module (``cpython``, ``raspberrypi``, ``jetson``, ``micropython``)
 offers the same names:
 
-- ``transport(method, url, headers, body, timeout=None) -> (status, headers, body)``:
-  one HTTP exchange, body read whole (bounded: ``TransportError`` past the bound);
-  response header names lower-cased; TLS verification on; redirects are never
-  followed (a 3xx is returned as it is). Raises ``edgecore.errors.TransportError``
+- ``transport(method, url, headers, body, timeout=None, deadline=None) -> (status,
+  headers, body)``: one HTTP exchange, body read whole (bounded: ``TransportError`` past
+  the bound); response header names lower-cased; TLS verification on; redirects are
+  never followed (a 3xx is returned as it is). Raises ``edgecore.errors.TransportError``
   on network failure. This is the callable ``edgecore.Client`` uses by default.
-- ``open(method, url, headers, body=b"", timeout=None) -> Response``: the same
-  exchange, streamed. ``Response`` has ``status`` (int), ``headers`` (dict, lower-case
-  names), ``readinto(buf) -> int`` (0 at the end), ``read(n=-1) -> bytes``, ``close()``,
-  and is a context manager. A body shorter than its ``Content-Length`` raises
-  ``TransportError``. Range requests are just a ``Range`` header the caller sets.
-  Used for S3 downloads (``edgecore.checksum`` reads it).
+  ``deadline``: a value of the port's ``monotonic()`` by which the whole exchange
+  (connect, TLS, request, response head, body, chunked trailers) must be over, enforced
+  by closing the connection: ``TransportError`` ("deadline passed") otherwise.
+- ``open(method, url, headers, body=b"", timeout=None, deadline=None) -> Response``: the
+  same exchange, streamed. ``Response`` has ``status`` (int), ``headers`` (dict,
+  lower-case names), ``readinto(buf) -> int`` (0 at the end), ``read(n=-1) -> bytes``,
+  ``close()``, ``deadline`` (assignable while the body is read: a download moves it once
+  its length is known), and is a context manager. A body shorter than its
+  ``Content-Length`` raises ``TransportError``. Range requests are just a ``Range``
+  header the caller sets. Used for S3 downloads (``edgecore.checksum`` reads it).
 - ``make_transport(verify=True, ca_bundle=None, proxy=None, timeout=(5, 30), ...)``:
   a configured transport object with ``.transport`` and ``.open`` (the module-level
   functions use a lazily created default one; ``configure(**same)`` replaces it).
@@ -215,9 +219,24 @@ def content_range_total(value, start):
         return None
     return int(total)
 
-# -- agent config (shared by edgecore_ports.runner and edgecore_ports.mp_agent) ----------
+class NoLock:
+    def __enter__(self):
+        return self
 
-AGENT_REQUIRED = ("device_name", "fleet_name", "region", "model_dir", "state_dir")
+    def __exit__(self, *exc):
+        return False
+
+
+def new_lock():
+    """A re-entrant lock where threads exist (CPython), else one that does nothing."""
+    try:
+        import threading
+    except ImportError:
+        return NoLock()
+    return threading.RLock()
+
+
+# -- agent config (edgecore_ports.agentconfig validates it) -------------------------------
 
 
 class ConfigError(EdgecoreError):
@@ -226,34 +245,3 @@ class ConfigError(EdgecoreError):
     def __init__(self, field, detail):
         self.field = field
         super().__init__("agent config: invalid %s: %s" % (field, detail))
-
-
-def config_with_defaults(doc, defaults):
-    """A new dict: ``defaults`` updated with the config ``doc``; ConfigError unless ``doc``
-    is a dict whose AGENT_REQUIRED keys are all non-empty strings."""
-    if not isinstance(doc, dict):
-        raise ConfigError("document", "expected a JSON object")
-    config = dict(defaults)
-    config.update(doc)
-    for key in AGENT_REQUIRED:
-        if not isinstance(config.get(key), str) or not config[key]:
-            raise ConfigError(key, "required, a non-empty string")
-    return config
-
-
-def check_seconds(config, keys):
-    """ConfigError unless each of ``keys`` is a number > 0 (bool is not a number here)."""
-    for key in keys:
-        v = config[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-            raise ConfigError(key, "expected a number of seconds > 0")
-
-
-def check_endpoint_urls(config, keys=("endpoint_url", "s3_endpoint_url")):
-    """ConfigError unless each of ``keys`` is None or an http:// or https:// URL."""
-    for key in keys:
-        v = config[key]
-        if v is not None and (
-            not isinstance(v, str) or not (v.startswith("http://") or v.startswith("https://"))
-        ):
-            raise ConfigError(key, "expected an http:// or https:// URL")

@@ -22,7 +22,7 @@ status the server answers with), ``code``, ``message`` and ``field``.
 
 from edgecore import agent
 from edgecore.errors import EdgecoreError
-from edgecore_ports import capture
+from edgecore_ports import NoLock, capture
 
 MAX_WATCH_SECONDS = 300
 DEFAULT_WATCH_SECONDS = 60
@@ -145,7 +145,7 @@ class ModelSet:
             self.update(models)
 
     def _locked(self):
-        return self._cond if self._cond is not None else capture._NoLock()
+        return self._cond if self._cond is not None else NoLock()
 
     def update(self, models):
         """Replace the models (a list of dicts, ``models_from_state``'s form); wakes the

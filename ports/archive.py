@@ -35,6 +35,7 @@ import os
 import sys
 
 from edgecore.errors import EdgecoreError
+from edgecore_ports.store import sync_dir
 
 FILE = "file"
 DIR = "dir"
@@ -394,18 +395,6 @@ def _sync(f):
         os.fsync(f.fileno())
 
 
-def _sync_dir(path):
-    if not hasattr(os, "O_RDONLY"):
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems refuse fsync on a directory
-    finally:
-        os.close(fd)
-
-
 def _copy(src, f, path, size, buf):
     """Copy exactly ``size`` bytes of entry data; ArchiveError on more or fewer."""
     done = 0
@@ -465,7 +454,7 @@ def _extract(reader, plan, root):
         for d in made:
             os.chmod(d, 0o755)
     for d in made:
-        _sync_dir(d)
+        sync_dir(d)
 
 
 def unpack(path, target, fmt=None, free_bytes=None, max_bytes=DEFAULT_MAX_BYTES,
@@ -509,7 +498,7 @@ def unpack(path, target, fmt=None, free_bytes=None, max_bytes=DEFAULT_MAX_BYTES,
         raise
     reader.close()
     parent = target.rsplit("/", 1)[0] if "/" in target else "."
-    _sync_dir(parent or "/")
+    sync_dir(parent or "/")
     return {"format": fmt, "entries": len(plan.entries), "bytes": plan.bytes}
 
 

@@ -41,6 +41,7 @@ import os
 from edgecore import agent, s3url, sigv4
 from edgecore.amztime import amz_date
 from edgecore.errors import EdgecoreError
+from edgecore_ports import new_lock
 
 IN_PROGRESS = "IN_PROGRESS"
 SUCCESS = "SUCCESS"
@@ -194,20 +195,6 @@ def make_record(model_handle, capture_id, inference_time, inputs, outputs, auxil
     return (json.dumps(record) + "\n").encode("utf-8")
 
 
-class _NoLock:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _new_lock():
-    try:
-        import threading
-    except ImportError:
-        return _NoLock()
-    return threading.RLock()
 
 
 def _random_hex(n):
@@ -243,7 +230,7 @@ class CaptureStore:
         self.buffer_bytes = buffer_bytes
         self.max_record_bytes = min(max_record_bytes, buffer_bytes)
         self.monotonic = monotonic or port.monotonic
-        self.lock = _new_lock()
+        self.lock = new_lock()
         self.used = 0
         self.pending = {}  # record file -> (capture id, handle, size, monotonic added)
         self.batches = {}  # batch file -> [record files]

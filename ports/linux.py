@@ -100,6 +100,30 @@ def run_command(argv, timeout=2):
     return proc.stdout.decode("utf-8", "replace")
 
 
+# Variables a reload command must not inherit: the agent's own secrets.
+SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+              "AWS_CONTAINER_AUTHORIZATION_TOKEN")
+
+
+def run_reload_command(argv, extra_env, timeout):
+    """Run the agent's ``reload_command``; None on success, else why it failed. It gets
+    the agent's environment without its secrets, plus ``extra_env``."""
+    import subprocess
+
+    env = dict((k, v) for k, v in os.environ.items() if k not in SECRET_ENV)
+    env.update(extra_env)
+    try:
+        proc = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return "reload_command %s: %s" % (argv[0], exc)
+    if proc.returncode != 0:
+        tail = proc.stderr[-300:].decode("utf-8", "replace").strip()
+        return "reload_command %s exited with %d%s" % (argv[0], proc.returncode,
+                                                       (": " + tail) if tail else "")
+    return None
+
+
 # -- metrics -----------------------------------------------------------------------------
 
 

@@ -16,7 +16,8 @@ echo "== mpy-cross: every file of the portable core (and the MicroPython port) c
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 n=0
-for f in edgecore/*.py ports/__init__.py ports/micropython.py ports/mp_agent.py ports/mp_iot.py; do
+for f in edgecore/*.py ports/__init__.py ports/micropython.py ports/mp_agent.py ports/mp_iot.py \
+    ports/runner.py ports/agentconfig.py ports/store.py ports/download.py; do
   mpy-cross -o "$out/$(basename "$f" .py).mpy" "$f"
   n=$((n + 1))
 done

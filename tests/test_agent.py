@@ -447,13 +447,17 @@ def test_pending_results_are_bounded_and_none_is_dropped():
     deps = [deployment("d%d" % i, []) for i in range(agent.MAX_PENDING_RESULTS + 3)]
     listing = deployments(*deps)
     state = Sim().cycle(state, listing)
-    assert len(state["pending"]) == agent.MAX_PENDING_RESULTS
+    # Held at the count bound, or earlier at the byte bound (a board's smaller state).
+    held = len(state["pending"])
+    assert agent.results_full(state) and 0 < held <= agent.MAX_PENDING_RESULTS
     assert state["pending"][0]["DeploymentName"] == "d0"
-    assert state["dropped"] == 0 and len(state["queue"]) == 3
+    assert state["dropped"] == 0 and state["queue"][0]["name"] == "d%d" % held
+    assert state["pending_bytes"] == agentstate.pending_bytes(state["pending"])
     ack(state, 2)
     state = Sim().cycle(state, listing)
-    assert len(state["pending"]) == agent.MAX_PENDING_RESULTS
-    assert state["pending"][-1]["DeploymentName"] == "d101" and len(state["queue"]) == 1
+    assert len(state["pending"]) == held  # two acknowledged, two more started
+    assert state["pending"][-1]["DeploymentName"] == "d%d" % (held + 1)
+    assert state["pending_bytes"] == agentstate.pending_bytes(state["pending"])
 
 
 def test_names_and_versions():
@@ -633,8 +637,11 @@ def run_cycles(listing, cycles, heartbeats=5, measure=False):
             outcome = sim.execute(action)
             assert outcome.ok, (action, outcome)
             agent.apply(state, action, outcome, 1000 + c)
-            if measure:
+            if measure and action.kind in (agent.ACTIVATE, agent.DEACTIVATE):
+                # where the runner saves mid-cycle (a switch on disk), and at its end
                 largest = max(largest, len(agentstate.dumps(state)))
+        if measure:
+            largest = max(largest, len(agentstate.dumps(state)))
         acked += ack(state, heartbeats)
     return state, runs, acked, largest
 
@@ -674,11 +681,14 @@ def test_done_forgets_only_unlisted_names_past_the_bound():
     assert [q["name"] for q in state["queue"]] == ["dep-0"]
 
 
-def test_2000_listing_keeps_the_state_small():
-    listing = many(2000, handles=4)
+def test_a_huge_listing_keeps_the_state_small():
+    # 2000 deployments on CPython (~30x the queue budget); ~15x a board's budget on
+    # MicroPython, whose heap could not even hold 2000.
+    n = 2000 if agent.MAX_QUEUE_BYTES >= 64 * 1024 else max(16, agent.MAX_QUEUE_BYTES // 64)
+    listing = many(n, handles=4)
     state = agentstate.new_state()
     agent.plan(state, listing, 1)
-    assert 0 < len(state["queue"]) < 2000
+    assert 0 < len(state["queue"]) < n
     assert len(agentstate.dumps(state)) <= agent.MAX_QUEUE_BYTES + 1024
     state, runs, acked, largest = run_cycles(listing, 2, measure=True)
     # Each save is bounded by the queue budget and the pending cap, not the listing.

@@ -217,7 +217,7 @@ def test_config_validation(tmp_path):
         ({"artifact_signing_key": priv_only}, "artifact_signing_key", "not a PEM public key"),
         ({"artifact_signing_key": p384}, "artifact_signing_key", "unsupported key type"),
         ({"artifact_signing_key": rsa_pub}, "artifact_signing_key", "unsupported key type"),
-        ({"artifact_signing_key": 7}, "artifact_signing_key", "expected the path"),
+        ({"artifact_signing_key": 7}, "artifact_signing_key", "expected a file path"),
     ]
     for extra, field, words in cases:
         with pytest.raises(ConfigError) as info:
@@ -240,19 +240,22 @@ def test_sign_artifact_cli_round_trip(tmp_path):
         assert signing.message(digest) == b"edgecore-artifact-v1:sha256:" + digest.encode()
 
 
-def test_mp_agent_refuses_signature_keys(tmp_path):
-    from edgecore_ports.mp_agent import ConfigError as MpConfigError
-    from edgecore_ports.mp_agent import load_config as mp_load_config
+def test_a_runtime_without_signing_refuses_the_keys_at_load(tmp_path, monkeypatch):
+    """A board's firmware has no edgecore_ports.signing (nor cryptography): the keys are
+    refused when the config is loaded, never ignored at download time."""
+    import sys
 
-    good = {"device_name": "d", "fleet_name": "f", "region": "us-west-2", "model_dir": "/m",
-            "state_dir": "/s", "credentials": {"access_key_id": "A", "secret_access_key": "S"}}
-    assert mp_load_config(good)
-    for field, value in (("artifact_signing_key", "/etc/edgecore/pub.pem"),
-                         ("require_artifact_signature", True)):
-        with pytest.raises(MpConfigError) as info:
-            mp_load_config(dict(good, **{field: value}))
+    _, pub = write_keys(tmp_path, "ed25519")
+    monkeypatch.setitem(sys.modules, "edgecore_ports.signing", None)  # import fails
+    base = base_config(tmp_path)
+    for extra, field in (({"artifact_signing_key": pub}, "artifact_signing_key"),
+                         ({"require_artifact_signature": True}, "require_artifact_signature")):
+        with pytest.raises(ConfigError) as info:
+            load_config(dict(base, **extra), environ={})
         assert info.value.field == field
-        assert "this port cannot verify artifact signatures" in str(info.value)
+    assert "cannot verify signatures" in str(
+        pytest.raises(ConfigError, load_config, dict(base, artifact_signing_key=pub),
+                      environ={}).value)
 
 
 def test_localcloud_blobs_keep_the_signature(local_cloud, tmp_path):
@@ -268,3 +271,50 @@ def test_localcloud_blobs_keep_the_signature(local_cloud, tmp_path):
     r = make_runner(cloud, tmp_path, artifact_signing_key=pub, require_artifact_signature=True)
     assert r.cycle()["ok"]
     assert result(cloud, d)[0] == "SUCCESS"
+
+
+class _Denied:
+    """S3's answer to a GET of a missing key without s3:ListBucket: 403 AccessDenied."""
+
+    status = 403
+    headers = {"content-type": "application/xml"}
+
+    def __init__(self):
+        self._body = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+
+    def readinto(self, buf):
+        n = min(len(buf), len(self._body))
+        buf[:n], self._body = self._body[:n], self._body[n:]
+        return n
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("require", [False, True])
+def test_signature_answered_403_access_denied_is_missing(local_cloud, tmp_path, require):
+    """Without list permission S3 answers 403 AccessDenied, not 404, for a missing key:
+    a missing signature all the same (a warning unless required)."""
+    _, pub = write_keys(tmp_path, "ed25519")
+    data = b"unsigned model " * 100
+    d = local_cloud.deploy("cam", "detector", "1.0", data=data)
+    r = make_runner(local_cloud, tmp_path, artifact_signing_key=pub,
+                    require_artifact_signature=require)
+    real = r.http.open
+
+    def open_(method, url, headers, body=b"", timeout=None, deadline=None):
+        if url.endswith(signing.SUFFIX):
+            return _Denied()
+        return real(method, url, headers, body, timeout, deadline)
+
+    r.http.open = open_
+    assert r.cycle()["ok"]
+    status, reason = result(local_cloud, d)
+    if require:
+        assert status == "FAIL" and "artifact signature missing" in reason, reason
+        assert "HTTP 403" in reason
+    else:
+        assert status == "SUCCESS", reason
+        assert active_bytes(tmp_path, "cam") == data
+        (warning,) = [e for e in r.events if e[1] == "signature.missing"]
+        assert warning[2]["status"] == 403

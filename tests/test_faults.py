@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -707,10 +708,12 @@ def test_staged_download_no_deployment_wants_is_removed(rig):
 
 
 class SteppingClock:
-    """A monotonic clock that moves ``step`` seconds at every reading (no real time)."""
+    """A monotonic clock that moves ``step`` seconds at every reading (no real time). It
+    starts at the real monotonic time, so deadlines it sets are never in the past for
+    the transport, which keeps the real time."""
 
     def __init__(self, step):
-        self.t = 1000.0
+        self.t = time.monotonic()
         self.step = step
 
     def __call__(self):

@@ -20,7 +20,7 @@ import os
 import subprocess
 
 import pytest
-from mpdevice import CACHE, ROOT, Device, TlsFront, make_pki, require_binary
+from mpdevice import BINARY, CACHE, ROOT, Device, TlsFront, make_pki, require_binary
 
 require_binary()
 
@@ -174,3 +174,32 @@ def test_mpy_build_runs_the_cycle_on_the_device(local_cloud, fronts, pki, tmp_pa
         assert device.cycle()["ok"]
     assert active_bytes(tmp_path, "kws") == data
     assert status_of(local_cloud, dep)["DeploymentStatus"] == "SUCCESS"
+
+
+def test_a_state_too_large_for_the_heap_is_a_state_error_on_the_real_binary(tmp_path):
+    """A state file a 64 KiB board cannot parse gives StateError naming the limit, never
+    MemoryError (the 4 MiB limit of CPython is far above a board's heap)."""
+    from edgecore import agentstate
+
+    state = agentstate.new_state(1700000000)
+    state["done"] = ["deployment-%05d" % i for i in range(2000)]  # ~40 KB of JSON
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "state.json").write_bytes(agentstate.dumps(state))
+    config = {"device_name": "d", "fleet_name": "f", "region": "us-west-2",
+              "model_dir": str(tmp_path / "models"), "state_dir": str(tmp_path / "state"),
+              "credentials": {"access_key_id": "AKID", "secret_access_key": "S"}}
+    # The config goes in a file: the unix port aborts on an argv entry over 255 bytes.
+    (tmp_path / "agent.json").write_text(json.dumps(config))
+    script = ("import sys\nfrom edgecore_ports.mp_agent import Agent, read_config_file\n"
+              "from edgecore.agentstate import StateError\n"
+              "a = Agent(read_config_file(sys.argv[1]))\n"
+              "try:\n    a.start()\n    print('LOADED')\n"
+              "except StateError as exc:\n    print('STATE ERROR', exc)\n")
+    env = dict(os.environ, MICROPYPATH=".frozen")
+    proc = subprocess.run([BINARY, "-X", "heapsize=64k", "-c", script,
+                           str(tmp_path / "agent.json")],
+                          capture_output=True, text=True, timeout=60, env=env, cwd="/")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("STATE ERROR load agent state: invalid document: "), \
+        proc.stdout
+    assert "more than this device can load" in proc.stdout

@@ -17,7 +17,7 @@ import subprocess
 import time
 
 import pytest
-from mpdevice import BINARY, HEAP, require_binary
+from mpdevice import BINARY, HEAP, Device, require_binary
 
 from edgecore_tools.localcloud.iot import DEFAULT_ROLE_ALIAS, IotCredentialsEndpoint, Pki
 
@@ -131,3 +131,23 @@ def test_refusals_are_named_and_final(local_cloud, iot, tmp_path):
     assert iot.minted == [] and len(iot.handshake_failures) == 1
     assert [r["status"] for r in iot.requests] == [403, 404]
     assert DEFAULT_ROLE_ALIAS in cases[0][0]["role_alias"]
+
+
+def test_the_board_agent_signs_with_the_iot_provider(local_cloud, iot, tmp_path):
+    """The agent config's "iot" object on a board: the executor fetches credentials over
+    mTLS (edgecore_ports.mp_iot) and signs its whole cycle with them."""
+    cert, key = iot.provision(THING)
+    data = os.urandom(20000)
+    dep = local_cloud.deploy("cam", "detector", "1.0", data=data)
+    config = local_cloud.agent_config(str(tmp_path / "flash" / "models"),
+                                      str(tmp_path / "flash" / "state"))
+    del config["credentials"]
+    config["iot"] = iot.iot_config(THING, cert, key)
+    with Device(config, tmp_path, heap=None) as dev:  # 64 KiB: tests/test_mp_cycle.py
+        report = dev.cycle()
+    assert report["ok"], dev.transcript()
+    minted = iot.minted[0]["access_key_id"]
+    assert [hb["access_key_id"] for hb in local_cloud.heartbeats()] == [minted]
+    result = dict((r["deployment"], r["body"]) for r in local_cloud.results())
+    assert result[dep["DeploymentName"]]["DeploymentStatus"] == "SUCCESS"
+    assert len(iot.minted) == 1

@@ -12,6 +12,7 @@ import os
 import socket
 import ssl
 import threading
+import time
 
 import requests
 import urllib3.exceptions
@@ -677,3 +678,191 @@ def test_server_receives_exactly_the_signed_request():
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+# -- deadlines: the whole exchange ends by `deadline`, whatever a hostile peer does ----------
+
+
+class Hostile:
+    """A raw TCP server on 127.0.0.1 running ``script(conn, stop)`` per connection, in a
+    thread; ``stop`` (an Event) is set by close() so a trickling script ends."""
+
+    def __init__(self, script, tls=None):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.1)
+        self.stop = threading.Event()
+        self.sent = [0]
+        self.tls = tls
+        scheme = "https" if tls else "http"
+        self.url = "%s://127.0.0.1:%d" % (scheme, self.sock.getsockname()[1])
+        self.threads = []
+        self.thread = threading.Thread(target=self._loop, args=(script,), daemon=True)
+        self.thread.start()
+
+    def _loop(self, script):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            t = threading.Thread(target=self._serve, args=(script, conn), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _serve(self, script, conn):
+        try:
+            conn.settimeout(5)
+            conn.recv(65536)  # the request (small, one read)
+            script(conn, self)
+        except OSError:
+            pass  # the client hung up: what a deadline does
+        finally:
+            conn.close()
+
+    def trickle(self, conn, data, pause):
+        for i in range(len(data)):
+            if self.stop.wait(pause):
+                return
+            conn.sendall(data[i:i + 1])
+            self.sent[0] += 1
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(5)
+        for t in self.threads:
+            t.join(5)
+        self.sock.close()
+
+
+def timed(func, *args, **kwargs):
+    start = time.monotonic()
+    try:
+        func(*args, **kwargs)
+    except Exception as exc:
+        return exc, time.monotonic() - start
+    return None, time.monotonic() - start
+
+
+def test_deadline_ends_a_head_trickled_byte_by_byte():
+    head = b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"a" * 10000 + b"\r\n\r\n"
+    srv = Hostile(lambda conn, srv: srv.trickle(conn, head, 0.05))
+    try:
+        t = cpython.make_transport(timeout=(5, 5))  # each byte comes well within 5 s
+        exc, took = timed(t.transport, "GET", srv.url + "/", {}, deadline=time.monotonic() + 1)
+        assert isinstance(exc, TransportError), exc
+        assert "deadline passed" in str(exc) and exc.kind == "deadline passed"
+        assert took < 3, took
+        assert srv.sent[0] < 60  # ~20 bytes a second for a second, not the whole head
+        # The same with open(): the head is read before open() returns.
+        exc, took = timed(t.open, "GET", srv.url + "/", {}, deadline=time.monotonic() + 0.5)
+        assert isinstance(exc, TransportError) and "deadline" in str(exc) and took < 3
+    finally:
+        srv.close()
+
+
+def test_deadline_ends_an_endless_chunked_trailer():
+    def script(conn, srv):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n")
+        while not srv.stop.wait(0.05):
+            conn.sendall(b"X-Trailer: more\r\n")
+            srv.sent[0] += 1
+
+    srv = Hostile(script)
+    try:
+        t = cpython.make_transport(timeout=(5, 5))
+        exc, took = timed(t.transport, "GET", srv.url + "/", {}, deadline=time.monotonic() + 1)
+        assert isinstance(exc, TransportError) and "deadline passed" in str(exc), exc
+        assert took < 3, took
+    finally:
+        srv.close()
+
+
+def test_chunked_trailer_is_bounded_in_lines():
+    many = b"".join(b"X-T%d: x\r\n" % i for i in range(cpython.MAX_TRAILER_LINES + 1))
+    few = b"X-A: 1\r\nX-B: 2\r\n"
+    for trailer, ok in ((many, False), (few, True)):
+        srv = Hostile(lambda conn, srv, trailer=trailer: conn.sendall(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+            + trailer + b"\r\n"))
+        try:
+            t = cpython.make_transport(timeout=(5, 5))
+            if ok:
+                assert t.transport("GET", srv.url + "/", {})[2] == b"hello"
+            else:
+                exc = raises(HttpProtocolError, t.transport, "GET", srv.url + "/", {})
+                assert "more than %d chunked trailer lines" % cpython.MAX_TRAILER_LINES in str(exc)
+        finally:
+            srv.close()
+
+
+def test_deadline_ends_a_trickled_body_and_can_be_moved():
+    body = b"x" * 1000
+
+    def script(conn, srv):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+        srv.trickle(conn, body, 0.005)
+
+    srv = Hostile(script)
+    try:
+        t = cpython.make_transport(timeout=(5, 5))
+        exc, took = timed(t.transport, "GET", srv.url + "/", {}, deadline=time.monotonic() + 0.5)
+        assert isinstance(exc, TransportError) and "deadline passed" in str(exc), exc
+        assert took < 2.5, took
+        # A download moves its deadline once the head is in: the body may take longer.
+        resp = t.open("GET", srv.url + "/", {}, deadline=time.monotonic() + 0.3)
+        assert resp.deadline is not None
+        resp.deadline = None  # no deadline any more: the whole body arrives
+        buf = bytearray(100)
+        got = 0
+        start = time.monotonic()
+        while True:
+            n = resp.readinto(buf)
+            if not n:
+                break
+            got += n
+            if got > 100 and resp.deadline is None:
+                resp.deadline = time.monotonic() + 0.3  # and back: ends ~0.3 s later
+        raise AssertionError("read %d bytes past the deadline" % got)
+    except TransportError as exc:
+        assert "deadline passed" in str(exc)
+        assert 100 < got < 1000 and time.monotonic() - start > 0.3
+    finally:
+        srv.close()
+
+
+def test_deadline_ends_a_trickled_tls_handshake(tmp_path):
+    cert, key = self_signed_cert(str(tmp_path))
+    # A TLS record header announcing 16 KiB of handshake, then a byte every 50 ms.
+    srv = Hostile(lambda conn, srv: srv.trickle(conn, b"\x16\x03\x03\x40\x00" + b"\x00" * 400,
+                                                  0.05))
+    try:
+        t = cpython.make_transport(ca_bundle=cert, timeout=(5, 5))
+        url = srv.url.replace("http://", "https://")
+        exc, took = timed(t.transport, "GET", url + "/", {}, deadline=time.monotonic() + 1)
+        assert isinstance(exc, TransportError) and "deadline passed" in str(exc), exc
+        assert took < 3, took
+    finally:
+        srv.close()
+
+
+def test_a_deadline_already_past_sends_nothing():
+    srv = Server()
+    try:
+        t = cpython.make_transport()
+        exc = raises(TransportError, t.transport, "GET", srv.url + "/echo", {},
+                     deadline=time.monotonic() - 1)
+        assert "deadline passed" in str(exc)
+        assert srv.log == []
+        # Met in time: the connection goes back to the pool and serves the next request,
+        # and the finished exchange's timer does not cut it later.
+        for _ in range(3):
+            status, _, _ = t.transport("GET", srv.url + "/echo", {},
+                                       deadline=time.monotonic() + 0.2)
+            assert status == 200
+        time.sleep(0.3)
+        assert t.transport("GET", srv.url + "/echo", {})[0] == 200
+        assert len({port for _, _, port in srv.log}) == 1, srv.log
+    finally:
+        srv.close()

@@ -22,7 +22,7 @@ from edgecore import Credentials, agentstate
 from edgecore.amztime import amz_date
 from edgecore_ports import cpython
 from edgecore_ports import runner as runner_mod
-from edgecore_ports.runner import ConfigError, Runner, load_config
+from edgecore_ports.runner import Runner, load_config
 
 CREDS = Credentials("AKIDTEST", "secret-key-do-not-log")
 
@@ -66,6 +66,18 @@ class Handler(BaseHTTPRequestHandler):
                 b"difference between the request time and the current time is "
                 b"too large.</Message></Error>",
                 "application/xml",
+            )
+        scope = self.headers["Authorization"].split("Credential=", 1)[1].split("/")
+        srv.regions.append(scope[2])
+        if srv.bucket_region and scope[2] != srv.bucket_region:
+            # S3's answer to a request signed for another region than the bucket's.
+            return self._send(
+                301,
+                b"<Error><Code>PermanentRedirect</Code><Message>The bucket you are "
+                b"attempting to access must be addressed using the specified "
+                b"endpoint.</Message></Error>",
+                "application/xml",
+                headers={"x-amz-bucket-region": srv.bucket_region},
             )
         if srv.get_faults:
             status, code = srv.get_faults.pop(0)
@@ -162,6 +174,8 @@ class Cloud:
         s.post_faults = {}
         s.polls = 0
         s.max_skew = None
+        s.bucket_region = None  # answer 301 + x-amz-bucket-region to other regions
+        s.regions = []  # the region of every GET's credential scope
         s.short_body = False
         s.cut_after = None
         s.honour_range = True
@@ -463,6 +477,21 @@ def test_reload_command_failure(tmp_path, cloud):
     assert not os.path.lexists(str(tmp_path / "models" / "cam"))
 
 
+def test_reload_command_gets_no_secrets(tmp_path, cloud, monkeypatch):
+    url, sha = cloud.put("cam/m.bin", b"one")
+    cloud.deploy(deploy_def("cam", url, sha))
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret-do-not-pass")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "env-token-do-not-pass")
+    monkeypatch.setenv("EDGECORE_TEST_KEEP", "kept")
+    out = tmp_path / "env.txt"
+    r = make_runner(tmp_path, cloud, reload_command=["sh", "-c", "env > %s" % out])
+    assert r.cycle()["ok"]
+    env = out.read_text()
+    assert "env-secret" not in env and "env-token" not in env
+    assert "EDGECORE_TEST_KEEP=kept" in env and "EDGECORE_MODEL_HANDLE=cam" in env
+    assert "EDGECORE_MODEL_SHA1=" + sha in env
+
+
 def test_clock_skew_is_corrected_from_date_header(tmp_path, cloud):
     url, sha = cloud.put("cam/m.bin", b"one")
     cloud.deploy(deploy_def("cam", url, sha))
@@ -482,6 +511,36 @@ def test_clock_skew_is_corrected_from_date_header(tmp_path, cloud):
     # The floor is persisted: a restart at 1970 again signs with a sane time.
     saved = agentstate.loads((tmp_path / "state" / "state.json").read_bytes())
     assert saved["clock_floor"] > 1600000000
+
+
+def test_a_bucket_in_another_region_is_signed_for_it_as_boto3_does(tmp_path, cloud):
+    """Issue 12 item 4: S3 answers 301 with x-amz-bucket-region to a request signed for
+    another region: retried once, signed for that region, remembered for the bucket.
+    boto3 against the same server makes the same requests."""
+    import boto3
+    from botocore.config import Config
+
+    url1, sha1 = cloud.put("cam/1/m.bin", b"one")
+    url2, sha2 = cloud.put("cam/2/m.bin", b"two")
+    cloud.httpd.bucket_region = "eu-west-1"
+    s3 = boto3.client("s3", region_name="us-west-2", endpoint_url=cloud.url,
+                      aws_access_key_id="AKIDTEST", aws_secret_access_key="x",
+                      config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+    for key in ("cam/1/m.bin", "cam/2/m.bin"):
+        assert s3.get_object(Bucket="models", Key=key)["Body"].read()
+    boto3_regions = list(cloud.httpd.regions)
+    assert boto3_regions == ["us-west-2", "eu-west-1", "eu-west-1"]
+    cloud.httpd.regions[:] = []
+    cloud.deploy(deploy_def("cam", url1, sha1))
+    r = make_runner(tmp_path, cloud)
+    assert r.cycle()["ok"]
+    cloud.deploy(deploy_def("cam", url2, sha2))
+    assert r.cycle()["ok"]
+    assert read_active(tmp_path, "cam") == b"two"
+    assert cloud.httpd.regions == boto3_regions
+    assert r.sleeps == []  # at once, not after a backoff
+    assert ("warning", "s3.bucket_region", {"bucket": "models", "region": "eu-west-1"}) \
+        in r.log.items
 
 
 def test_heartbeat_failure_keeps_result_for_next_cycle(tmp_path, cloud):
@@ -618,43 +677,6 @@ def test_crash_at_every_point_converges(tmp_path, cloud):
         assert sorted(r2.state["done"]) == ["dep-1", "dep-2", "dep-3"]
 
 
-def test_load_config_validation_and_env():
-    base = {
-        "device_name": "dev_1",
-        "fleet_name": "f",
-        "region": "us-west-2",
-        "model_dir": "/m",
-        "state_dir": "/s",
-    }
-    c = load_config(
-        base,
-        environ={
-            "AWS_ENDPOINT_URL_SAGEMAKER_EDGE": "http://127.0.0.1:1",
-            "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:2",
-        },
-    )
-    assert c["endpoint_url"] == "http://127.0.0.1:1"
-    assert c["s3_endpoint_url"] == "http://127.0.0.1:2"
-    assert c["heartbeat_interval"] == 60 and c["verify_tls"] is True
-    for key, value in (
-        ("region", None),
-        ("device_name", "bad name"),
-        ("endpoint_url", "ftp://x"),
-        ("heartbeat_interval", 0),
-        ("max_retries", -1),
-        ("verify_tls", "no"),
-        ("reload_command", "restart.sh"),
-        ("s3_addressing_style", "dual"),
-        ("board", "pdp11"),
-    ):
-        doc = dict(base)
-        doc[key] = value
-        with pytest.raises(ConfigError) as info:
-            load_config(doc, environ={})
-        assert info.value.field == key
-        assert str(info.value).startswith("agent config: invalid " + key)
-
-
 def test_inference_spool_from_another_process(tmp_path, cloud):
     url, sha = cloud.put("cam/m.bin", b"one")
     cloud.deploy(deploy_def("cam", url, sha))
@@ -668,15 +690,17 @@ def test_inference_spool_from_another_process(tmp_path, cloud):
     runner_mod.record_inference(state_dir, "not-active", latency_ms=1, now=1700000007)
     with open(os.path.join(state_dir, "inference.jsonl"), "a") as f:
         f.write("{broken\n")
-    with pytest.raises(ValueError):
-        runner_mod.record_inference(state_dir, "cam", latency_ms=-1)
+        f.write('{"h": "cam", "l": 1, "s": null, "t": 1e400}\n')  # inf: OverflowError in int()
+    for bad in (-1, float("nan"), float("inf"), 10**12):
+        with pytest.raises(ValueError):
+            runner_mod.record_inference(state_dir, "cam", latency_ms=bad)
     assert r.cycle()["ok"]
     model = cloud.httpd.heartbeats[-1]["Models"][0]
     assert model["LatestInference"] == 1700000006
     assert model["LatestSampleTime"] == 1700000001
     values = dict((m["MetricName"], m["Value"]) for m in model["ModelMetrics"])
     assert values == {"inference-count": 2.0, "latency-mean-ms": 20.0, "latency-max-ms": 30.0}
-    assert ("warning", "inference.bad_lines", {"count": 1}) in r.log.items
+    assert ("warning", "inference.bad_lines", {"count": 2}) in r.log.items
     assert not os.path.exists(os.path.join(state_dir, "inference.jsonl"))
     assert not os.path.exists(os.path.join(state_dir, "inference.jsonl.ingest"))
     # Acknowledged: the next heartbeat has no metrics for the interval.
@@ -815,7 +839,7 @@ def test_any_error_marked_not_retryable_is_raised_at_once(tmp_path, cloud):
         def __init__(self):
             self.calls = 0
 
-        def transport(self, method, url, headers, body=b""):
+        def transport(self, method, url, headers, body=b"", deadline=None):
             self.calls += 1
             exc = TransportError("proxy refused the request")
             exc.retryable = not url.endswith("/GetDeployments")  # final for the poll only
@@ -839,61 +863,16 @@ def test_any_error_marked_not_retryable_is_raised_at_once(tmp_path, cloud):
 
 class SteppingClock:
     """A monotonic clock that moves ``step`` seconds at every reading: no real time
-    passes, the runner just sees a slow link."""
+    passes, the runner just sees a slow link. It starts at the real monotonic time, so
+    deadlines it sets are never in the past for the transport (which keeps real time)."""
 
     def __init__(self, step):
-        self.t = 5000.0
+        self.t = time.monotonic()
         self.step = step
 
     def __call__(self):
         self.t += self.step
         return self.t
-
-
-def test_attempt_bound_config_keys_default_and_are_validated():
-    base = {
-        "device_name": "dev",
-        "fleet_name": "f",
-        "region": "us-west-2",
-        "model_dir": "/m",
-        "state_dir": "/s",
-    }
-    c = load_config(base, environ={})
-    assert c["request_timeout"] == 120 and c["min_download_rate"] == 1024
-    ok = load_config(dict(base, request_timeout=2.5, min_download_rate=0), environ={})
-    assert ok["request_timeout"] == 2.5 and ok["min_download_rate"] == 0
-    for key, bad in [
-        ("request_timeout", 0),
-        ("request_timeout", -1),
-        ("request_timeout", True),
-        ("request_timeout", "60"),
-        ("min_download_rate", -1),
-        ("min_download_rate", False),
-        ("min_download_rate", "1k"),
-        ("min_download_rate", None),
-    ]:
-        with pytest.raises(ConfigError) as info:
-            load_config(dict(base, **{key: bad}), environ={})
-        assert info.value.field == key and key in str(info.value)
-
-
-def test_pace_rule_uses_a_sliding_window():
-    clock = [0.0]
-    pace = runner_mod._Pace(lambda: clock[0], 1000, window=30)
-    for _ in range(29):  # 29 s at 500 B/s: too early to judge
-        clock[0] += 1
-        assert pace.check(500) is None
-    clock[0] += 1
-    assert pace.check(500) == pytest.approx(500.0)  # 15000 bytes over 30 s
-    fast = runner_mod._Pace(lambda: clock[0], 1000, window=30)
-    for _ in range(120):  # a fast start does not excuse a later stall...
-        clock[0] += 1
-        fast.check(100000 if clock[0] < 90 + 30 else 10)
-    assert fast.check(0) is not None
-    assert len(fast.samples) <= 32  # bounded: at most one sample a second in the window
-    off = runner_mod._Pace(lambda: clock[0], 0)
-    clock[0] += 1000
-    assert off.check(1) is None  # 0 disables the rule
 
 
 def test_download_below_min_rate_is_aborted_and_resumed(tmp_path, cloud):
@@ -958,58 +937,51 @@ def test_min_download_rate_zero_disables_the_rule(tmp_path, cloud):
     assert read_active(tmp_path, "cam") == data
 
 
-class TricklingHttp:
-    """``open`` answers 200 with a body that arrives one byte per read, forever (bounded
-    by the test's clock: the runner must give up at request_timeout)."""
+class DeadlineHttp:
+    """``transport`` records the deadline it is given and fails as a port does when the
+    deadline passes."""
 
     def __init__(self):
-        self.opens = 0
-        self.reads = 0
+        self.deadlines = []
 
-    def open(self, method, url, headers, body=b""):
-        self.opens += 1
-        outer = self
+    def transport(self, method, url, headers, body=b"", deadline=None):
+        from edgecore.errors import TransportError
 
-        class Resp:
-            status = 200
-            headers = {"content-type": "application/json"}
-
-            def read(self, n=-1):
-                outer.reads += 1
-                assert outer.reads < 10000, "the runner kept reading past its deadline"
-                return b" "
-
-            def close(self):
-                pass
-
-        return Resp()
+        self.deadlines.append(deadline)
+        raise TransportError("%s %s: deadline passed before the exchange completed"
+                             % (method, url))
 
 
-def test_api_call_is_bounded_by_request_timeout(tmp_path, cloud):
+def test_api_call_passes_request_timeout_as_the_deadline(tmp_path, cloud):
     from edgecore.errors import TransportError
 
-    r = make_runner(
-        tmp_path,
-        cloud,
-        port=port_with(monotonic=SteppingClock(10)),
-        request_timeout=60,
-        max_retries=2,
-        retry_time_budget=10**7,
-    )
-    r.http = TricklingHttp()
+    clock = SteppingClock(10)
+    r = make_runner(tmp_path, cloud, port=port_with(monotonic=clock), request_timeout=60,
+                    max_retries=2, retry_time_budget=10**7)
+    r.http = DeadlineHttp()
     with pytest.raises(TransportError) as info:
         r.call("get_deployments", DeviceName="dev-1", DeviceFleetName="fleet-1")
-    assert "request_timeout (60 s)" in str(info.value)
-    assert r.http.opens == 3 and len(r.sleeps) == 2  # retried like a network error
-    assert r.http.reads <= 3 * 7  # ~60 s / 10 s per reading, per attempt
+    assert "deadline passed" in str(info.value)
+    assert len(r.http.deadlines) == 3 and len(r.sleeps) == 2  # retried like a network error
+    # Each attempt gets its own deadline, request_timeout after it starts.
+    assert all(d is not None for d in r.http.deadlines)
+    assert r.http.deadlines == sorted(set(r.http.deadlines))
 
 
-def test_api_response_over_the_body_bound_is_refused(tmp_path, cloud):
-    from edgecore.errors import TransportError
+def test_api_call_with_a_trickled_head_ends_at_request_timeout(tmp_path, cloud):
+    """A control plane trickling its answer's head a byte at a time (each byte well
+    within the socket's read timeout) holds a call no longer than request_timeout."""
+    from test_ports_cpython import Hostile
 
-    r = make_runner(tmp_path, cloud, max_retries=0)
-    r.http = TricklingHttp()
-    r.http.max_body = 5
-    with pytest.raises(TransportError) as info:
-        r.call("get_deployments", DeviceName="dev-1", DeviceFleetName="fleet-1")
-    assert "exceeds the 5 byte bound" in str(info.value)
+    head = b"HTTP/1.1 200 OK\r\nX: " + b"a" * 1000
+    srv = Hostile(lambda conn, srv: srv.trickle(conn, head, 0.05))
+    try:
+        r = make_runner(tmp_path, cloud, endpoint_url=srv.url, request_timeout=1, max_retries=0)
+        start = time.monotonic()
+        report = r.cycle()
+        took = time.monotonic() - start
+        assert not report["ok"]
+        assert "deadline passed" in report["errors"][0], report
+        assert took < 8, took  # the poll and the heartbeat: about a second each
+    finally:
+        srv.close()

@@ -5,13 +5,14 @@
 #
 # Frozen: the portable core (package edgecore, every module) and, as the package
 # edgecore_ports, only what a board needs: the port interface (ports/__init__.py), the
-# MicroPython port (ports/micropython.py), the agent runner (ports/mp_agent.py), the AWS
-# IoT credentials provider (ports/mp_iot.py) and the application-serving modules.
-# The CPython-only ports (cpython, linux, raspberrypi, jetson, credentials, runner)
-# are left out. FROZEN_MANIFEST replaces the port's own manifest, so that one is
-# included first to keep its modules (networking, ntptime, mip, ssl, asyncio): the
-# board's (RPI_PICO_W), else the port's (esp32: boards/manifest.py; unix:
-# variants/manifest.py). A port with none (qemu) freezes edgecore alone.
+# MicroPython port (ports/micropython.py), the agent's executor (runner, agentconfig,
+# store, download) with its board entry point (mp_agent), the AWS IoT credentials
+# provider (ports/mp_iot.py) and the application-serving modules. The CPython-only ports
+# (cpython, linux, raspberrypi, jetson, credentials, signing) are left out.
+# FROZEN_MANIFEST replaces the port's own manifest, so that one is included first to
+# keep its modules (networking, ntptime, mip, ssl, asyncio): the board's (RPI_PICO_W),
+# else the port's (esp32: boards/manifest.py; unix: variants/manifest.py). A port with
+# none (qemu) freezes edgecore alone.
 import os
 import shutil
 
@@ -34,8 +35,9 @@ _include_first("$(BOARD_DIR)/manifest.py", "$(PORT_DIR)/boards/manifest.py",
 
 _here = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
 _root = os.path.abspath(os.path.join(_here, "..", ".."))
-PORT_FILES = ("__init__.py", "micropython.py", "mp_agent.py", "mp_iot.py", "archive.py",
-              "tarreader.py", "capture.py", "appapi.py", "appconfig.py")
+PORT_FILES = ("__init__.py", "micropython.py", "mp_agent.py", "mp_iot.py", "runner.py",
+              "agentconfig.py", "store.py", "download.py", "archive.py", "tarreader.py",
+              "capture.py", "appapi.py", "appconfig.py")
 
 # The source tree keeps the ports in ports/ (installed as edgecore_ports by setup.cfg):
 # stage them under their import name so package() freezes them as edgecore_ports.
