@@ -80,22 +80,77 @@ def new_state(now=0):
     }
 
 
-def dumps(state):
-    """The state as UTF-8 JSON bytes; StateError when larger than MAX_STATE_BYTES (the
-    caller keeps the previous file: writing it would make the agent unable to start)."""
+try:  # MicroPython's json.dump writes only to a stream: a Python one must be an IOBase
+    from io import IOBase as _StreamBase
+except ImportError:
+    _StreamBase = None
+
+SINK_BUFFER = 256  # bytes: json.dump's pieces are tokens of a few bytes each
+
+
+class _Sink(_StreamBase or object):
+    """Counts and hashes the pieces of a state's JSON and forwards them to ``out(bytes)``
+    in blocks of up to SINK_BUFFER bytes (one buffer, reused)."""
+
+    def __init__(self, out):
+        import hashlib
+
+        self.out = out
+        self.size = 0
+        self.hash = hashlib.sha256()
+        self.buf = bytearray(SINK_BUFFER) if out is not None else None
+        self.used = 0
+
+    def write(self, piece):
+        if isinstance(piece, str):
+            piece = piece.encode("utf-8")
+        n = len(piece)
+        self.size += n
+        if self.size > MAX_STATE_BYTES:
+            raise StateError(
+                "document", "%d+ bytes, larger than %d: not saved" % (self.size, MAX_STATE_BYTES)
+            )
+        self.hash.update(piece)
+        if self.out is not None:
+            if self.used + n > SINK_BUFFER:
+                self.drain()
+            if n > SINK_BUFFER:
+                self.out(piece if isinstance(piece, bytes) else bytes(piece))
+            else:
+                self.buf[self.used : self.used + n] = piece
+                self.used += n
+        return n
+
+    def drain(self):
+        if self.used:
+            self.out(bytes(self.buf[: self.used]))
+            self.used = 0
+
+
+def dump(state, write=None):
+    """Serialize the state as UTF-8 JSON through ``write(bytes)`` (None: only measure);
+    returns the SHA-256 digest of those bytes. StateError when they would exceed
+    MAX_STATE_BYTES (the caller keeps the previous file: writing it would make the agent
+    unable to start). On MicroPython the JSON comes in pieces of at most SINK_BUFFER
+    bytes (``json.dump``): a board's fragmented heap may have no free block the size of
+    the whole state."""
     import gc
     import json
 
-    if hasattr(gc, "mem_free"):
-        # MicroPython: the text is one contiguous block (a few KB); collecting first
-        # gives it the free heap whole instead of the holes between scattered objects.
-        gc.collect()
-    data = json.dumps(state).encode("utf-8")
-    if len(data) > MAX_STATE_BYTES:
-        raise StateError(
-            "document", "%d bytes, larger than %d: not saved" % (len(data), MAX_STATE_BYTES)
-        )
-    return data
+    sink = _Sink(write)
+    if hasattr(gc, "mem_free") and _StreamBase is not None:
+        json.dump(state, sink)
+    else:
+        sink.write(json.dumps(state))
+    sink.drain()
+    return sink.hash.digest()
+
+
+def dumps(state):
+    """The state as UTF-8 JSON bytes (``dump`` collected); StateError as ``dump``."""
+    parts = []
+    dump(state, parts.append)
+    return b"".join(parts)
 
 
 def loads(data, fixed=None):

@@ -63,6 +63,7 @@ messages, nor in the exceptions they chain.
 
 import binascii
 import hashlib
+import sys
 
 from edgecore.amztime import amz_date
 
@@ -142,14 +143,19 @@ def _hex(digest):
     return binascii.hexlify(digest).decode()
 
 
+# CPython: one 256-entry table per `safe` (cached), so quoting is a list lookup per byte.
+# MicroPython: no tables (one holds 256 heap strings, ~7 KB on a 32-bit board, where the
+# whole agent has 64 KiB): bytes outside `keep` are sliced out of one 768-char string.
+_TABLES = sys.implementation.name != "micropython"
+_PCT = "".join(["%%%02X" % b for b in range(256)])
+
+
 def _quote_table(safe):
     table = _quote_tables.get(safe)
     if table is None:
         keep = _UNRESERVED + safe
-        table = []
-        for b in range(256):
-            c = chr(b)
-            table.append(c if b < 128 and c in keep else "%%%02X" % b)
+        table = [chr(b) if b < 128 and chr(b) in keep else _PCT[3 * b : 3 * b + 3]
+                 for b in range(256)]
         if len(_quote_tables) < 8:
             _quote_tables[safe] = table
     return table
@@ -164,8 +170,15 @@ def quote(s, safe="/~"):
     Same result as ``urllib.parse.quote(s, safe)`` for those inputs.
     """
     data = s.encode() if isinstance(s, str) else bytes(s)
-    table = _quote_table(safe)
-    return "".join([table[b] for b in data])
+    if _TABLES:
+        table = _quote_table(safe)
+        return "".join([table[b] for b in data])
+    keep = _UNRESERVED + safe
+    out = []
+    for b in data:
+        c = chr(b) if b < 128 else ""
+        out.append(c if c and c in keep else _PCT[3 * b : 3 * b + 3])
+    return "".join(out)
 
 
 def encode_query(pairs):

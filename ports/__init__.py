@@ -33,7 +33,8 @@ offers the same names:
   a configured transport object with ``.transport`` and ``.open`` (the module-level
   functions use a lazily created default one; ``configure(**same)`` replaces it).
 - ``clock() -> int``: epoch seconds. ``monotonic() -> float``: seconds, never going back.
-- ``atomic_write(path, data, mode=0o600)``: temp file, fsync, rename, fsync of the dir.
+- ``atomic_write(path, data, mode=0o600)``: temp file, fsync, rename, fsync of the dir;
+  ``data`` is bytes/str or a callable ``fill(write)`` (its result is returned).
   ``free_space(path) -> int``: bytes available to this user on path's filesystem.
 - ``metrics(model_dir, now) -> list`` of ``EdgeMetric`` dicts (``Dimension``,
   ``MetricName``, ``Value`` (float), ``Timestamp`` (= now)) ready for

@@ -46,11 +46,14 @@ def fsync_dir(path):
 def atomic_write(path, data, mode=0o600):
     """Replace ``path`` with ``data`` (bytes, or str as UTF-8) so that a crash at any
     point leaves either the old or the new content: temp file in the same directory,
-    write, flush, fsync, rename over, fsync the directory."""
+    write, flush, fsync, rename over, fsync the directory. ``data`` may also be a callable
+    ``fill(write)`` that writes the content in pieces through ``write(bytes)``; its return
+    value is returned, and an exception from it leaves ``path`` as it was."""
     import tempfile
 
     if isinstance(data, str):
         data = data.encode("utf-8")
+    result = None
     directory = os.path.dirname(os.path.abspath(path))
     prefix = "." + os.path.basename(path) + "."
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".tmp")
@@ -58,7 +61,10 @@ def atomic_write(path, data, mode=0o600):
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             fd = None
-            f.write(data)
+            if callable(data):
+                result = data(f.write)
+            else:
+                f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -72,6 +78,7 @@ def atomic_write(path, data, mode=0o600):
                 os.unlink(tmp)
             except OSError:
                 pass
+    return result
 
 
 def free_space(path):

@@ -1055,15 +1055,28 @@ def monotonic():
 
 def atomic_write(path, data, mode=0o600):
     """Write ``data`` to ``path + ".tmp"``, flush (and ``os.sync()`` where present), then
-    rename over ``path``. ``mode`` is applied where ``os.chmod`` exists."""
+    rename over ``path``. ``mode`` is applied where ``os.chmod`` exists. ``data`` may be a
+    callable ``fill(write)`` writing the content in pieces (nothing the size of the whole
+    file in the heap); its return value is returned; if it raises, the temp file goes."""
     if isinstance(data, str):
         data = data.encode()
     tmp = path + ".tmp"
-    with _builtin_open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        if hasattr(os, "fsync"):  # CPython running this module
-            os.fsync(f.fileno())
+    result = None
+    try:
+        with _builtin_open(tmp, "wb") as f:
+            if callable(data):
+                result = data(f.write)
+            else:
+                f.write(data)
+            f.flush()
+            if hasattr(os, "fsync"):  # CPython running this module
+                os.fsync(f.fileno())
+    except Exception:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
     if hasattr(os, "chmod"):
         os.chmod(tmp, mode)
     if hasattr(os, "sync"):
@@ -1076,6 +1089,7 @@ def atomic_write(path, data, mode=0o600):
         os.rename(tmp, path)
     if hasattr(os, "sync"):
         os.sync()
+    return result
 
 
 def read_atomic(path):

@@ -103,12 +103,6 @@ def _state_limit():
     return min(agentstate.MAX_STATE_BYTES, gc.mem_free() // STATE_HEAP_SHARE)
 
 
-def _digest(data):
-    import hashlib
-
-    return hashlib.sha256(data).digest()
-
-
 def _retryable(exc):
     """Whether another attempt may succeed (after a backoff)."""
     flag = getattr(exc, "retryable", None)
@@ -171,7 +165,7 @@ class Runner:
         self.bucket_regions = {}  # bucket -> the region S3 said it is in (issue 12 item 4)
         self._lock = new_lock()  # the application's threads record inferences
         self.state = None
-        self._saved = None  # SHA-256 of the bytes last saved (not a copy: heap on a board)
+        self._saved = None  # SHA-256 of the bytes last saved (agentstate.dump; not a copy)
         self._client = None
         self.signing_key = None
         if config["artifact_signing_key"]:
@@ -365,18 +359,19 @@ class Runner:
         now = self.now()
         try:
             if self._saved is not None and now - floor < FLOOR_REFRESH \
-                    and _digest(agentstate.dumps(state)) == self._saved:
+                    and agentstate.dump(state) == self._saved:
                 return
             state["clock_floor"] = max(floor, now)
-            data = agentstate.dumps(state)
+            # Streamed into the temp file (no copy of the state in memory); a state
+            # larger than loads accepts stops the write, and the temp file goes.
+            self._saved = self.port.atomic_write(
+                self.state_path, lambda write: agentstate.dump(state, write), 0o600)
         except agentstate.StateError as exc:
             # Larger than loads accepts: writing it would stop the agent at its next
             # start. The previous file stays; the work goes on (and is redone after a
             # restart).
             self.log("error", "state.not_saved", reason=str(exc))
             return
-        self.port.atomic_write(self.state_path, data, 0o600)
-        self._saved = _digest(data)
         self.point("saved")
 
     def start(self):

@@ -237,6 +237,40 @@ def test_dumps_refuses_what_loads_would_refuse():
     assert agentstate.loads(agentstate.dumps(state))["done"] == state["done"]
 
 
+def test_dump_streams_pieces_with_the_digest_of_dumps():
+    import hashlib
+
+    state = agentstate.new_state(1700000000)
+    state["done"] = ["dep-%d-\u00e9" % i for i in range(200)]  # several sink buffers
+    whole = agentstate.dumps(state)
+    pieces = []
+    digest = agentstate.dump(state, pieces.append)
+    assert b"".join(pieces) == whole
+    import gc
+
+    if hasattr(gc, "mem_free"):  # MicroPython: never a block the size of the state
+        assert len(pieces) > 1 and max(len(p) for p in pieces) <= agentstate.SINK_BUFFER
+    assert digest == hashlib.sha256(whole).digest() == agentstate.dump(state)
+    assert agentstate.loads(whole)["done"] == state["done"]
+
+
+def test_dump_stops_at_the_bound_before_writing_it_all():
+    state = agentstate.new_state()
+    state["done"] = ["d" * 60] * (agentstate.MAX_STATE_BYTES // 60)
+    written = [0]
+
+    def write(piece):
+        written[0] += len(piece)
+
+    try:
+        agentstate.dump(state, write)
+    except StateError as exc:
+        assert exc.field == "document" and "larger than" in str(exc)
+    else:
+        raise AssertionError("dump went past MAX_STATE_BYTES")
+    assert written[0] <= agentstate.MAX_STATE_BYTES
+
+
 def test_error_messages_quote_cloud_strings_clipped():
     doc = agentstate.new_state()
     doc["active"]["\u202e" + "x" * 5000] = entry()

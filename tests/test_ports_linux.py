@@ -212,6 +212,31 @@ def test_atomic_write_failure_keeps_old_content_and_no_temp(tmp_path):
     assert os.listdir(d) == ["state.json"]
 
 
+def test_atomic_write_from_a_fill_callable(tmp_path):
+    d = tempfile.mkdtemp(dir=tmp_path)
+    path = os.path.join(d, "state.json")
+
+    def fill(write):
+        write(b"par")
+        write(b"ts")
+        return "digest"
+
+    assert linux.atomic_write(path, fill) == "digest"
+    assert read(path) == b"parts"
+
+    def broken(write):
+        write(b"half")
+        raise ValueError("too big")
+
+    try:
+        linux.atomic_write(path, broken)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("expected the fill's error")
+    assert read(path) == b"parts" and os.listdir(d) == ["state.json"]
+
+
 def test_free_space_and_fsync_dir(tmp_path):
     d = tempfile.mkdtemp(dir=tmp_path)
     st_ = os.statvfs(d)

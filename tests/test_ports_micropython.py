@@ -737,6 +737,36 @@ def test_atomic_write_replace_and_read_back():
     _rmdir(d)
 
 
+def test_atomic_write_from_a_fill_callable():
+    import os
+
+    d = _tmpdir()
+    path = d + "/state.json"
+
+    def fill(write):
+        write(b"par")
+        write(b"ts")
+        return "digest"
+
+    assert mp.atomic_write(path, fill) == "digest"
+    assert mp.read_atomic(path) == b"parts"
+
+    def broken(write):
+        write(b"half")
+        raise ValueError("too big")
+
+    try:
+        mp.atomic_write(path, broken)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("expected the fill's error")
+    assert mp.read_atomic(path) == b"parts"
+    assert "state.json.tmp" not in os.listdir(d)
+    os.remove(path)
+    _rmdir(d)
+
+
 def test_free_space_and_metrics():
     d = _tmpdir()
     assert mp.free_space(d) >= 0

@@ -187,10 +187,16 @@ def test_canonical_query_matches_botocore(q):
 
 @settings(max_examples=200, deadline=None)
 @given(st.one_of(unicode_text, st.binary(max_size=32)), st.sampled_from(["", "/", "/~", "=&"]))
-def test_quote_matches_urllib(s, safe):
+@pytest.mark.parametrize("tables", [True, False], ids=["tables", "micropython-path"])
+def test_quote_matches_urllib(tables, s, safe):
     import urllib.parse
 
-    assert sigv4.quote(s, safe) == urllib.parse.quote(s, safe=safe)
+    saved = sigv4._TABLES
+    sigv4._TABLES = tables  # False: the table-free path MicroPython takes
+    try:
+        assert sigv4.quote(s, safe) == urllib.parse.quote(s, safe=safe)
+    finally:
+        sigv4._TABLES = saved
 
 
 @settings(max_examples=200, deadline=None)
