@@ -22,7 +22,15 @@
 # unix build; gcc-arm-none-eabi, libnewlib-arm-none-eabi, qemu-system-arm for qemu.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-tarball=${MICROPYTHON_TARBALL:-$root/../shared/vendor/micropython-1.27.0-src.tar.xz}
+# The vendored source sits in shared/vendor/ beside the checkout (../shared), or one level
+# further up for a clone made inside the workspace; MICROPYTHON_TARBALL overrides both.
+tarball=${MICROPYTHON_TARBALL:-}
+if [ -z "$tarball" ]; then
+  for dir in "$root/../shared" "$root/../../shared"; do
+    tarball=$dir/vendor/micropython-1.27.0-src.tar.xz
+    [ -f "$tarball" ] && break
+  done
+fi
 cache=${EDGECORE_MP_CACHE:-$root/.cache/micropython}
 jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 QEMU_HEAP=65536
