@@ -47,6 +47,7 @@ def main(cfg):
         push_interval=cfg["push_interval"], max_backoff=cfg["max_backoff"],
     )
     uploader.start()
+    print("ready", flush=True)  # the test times its rounds from here
     peak = 0
     for i in range(cfg["count"]):
         rec = expected_record(i)

@@ -100,13 +100,14 @@ def _dir_bytes(path):
 
 
 class _Child:
-    def __init__(self, cfg, env, kill_after=10**9):
+    def __init__(self, cfg, env, kill_after):
         self.proc = subprocess.Popen(
             [sys.executable, os.path.join(os.path.dirname(__file__), "capture_proc.py"),
              json.dumps(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         self.lines = []
         self.done = threading.Event()
         self.progress = threading.Event()  # kill_after captures confirmed (or all done)
+        self.started = threading.Event()  # its first line: past the interpreter's start
         self.kill_after = kill_after
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
@@ -115,6 +116,7 @@ class _Child:
         for line in self.proc.stdout:
             text = line.decode().strip()
             self.lines.append(text)
+            self.started.set()
             if text.startswith("ok ") and len(self.lines) >= self.kill_after:
                 self.progress.set()
             if text == "all-done":
@@ -146,16 +148,20 @@ def test_1000_captures_survive_cuts_and_sigkills(tmp_path, moto_s3, writer_key, 
             cut = rnd % 3 == 1
             proxy.rate = 1.0 if cut else 0.0
             cuts += cut
+            kill_after = rng.randint(40, 140) if rnd < 6 else 10**9
+            child = _Child(cfg, agent_env, kill_after)
+            # Rounds are timed from the child's "ready", not from its spawn: an emulated
+            # CPU takes seconds to start an interpreter, and a kill before that tests
+            # nothing.
+            assert child.started.wait(120), child.proc.stderr.read()[-2000:]
             if rnd < 6:
                 # The first rounds are cut by progress, not by the clock: a kill lands
                 # mid-run however fast this machine is (a quiet one once finished all
                 # 1,000 before the fifth kill). A cut network can stall the buffer: then
                 # the clock ends the round.
-                child = _Child(cfg, agent_env, kill_after=rng.randint(40, 140))
                 child.progress.wait(rng.uniform(1.5, 3.0))
                 finished = child.done.is_set()
             else:
-                child = _Child(cfg, agent_env)
                 finished = child.done.wait(rng.uniform(0.6, 1.8))
             if finished and not cut:
                 child.proc.wait(30)
@@ -169,7 +175,7 @@ def test_1000_captures_survive_cuts_and_sigkills(tmp_path, moto_s3, writer_key, 
             assert child.proc.returncode == -signal.SIGKILL, child.proc.stderr.read()[-2000:]
         else:
             proxy.rate = 0.0
-            child = _Child(cfg, agent_env)
+            child = _Child(cfg, agent_env, kill_after=10**9)
             assert child.done.wait(180), child.proc.stderr.read()[-2000:]
             child.proc.wait(30)
     finally:
