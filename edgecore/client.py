@@ -77,11 +77,16 @@ class Client:
     ``use_dualstack_endpoint`` left as None are resolved as boto3 resolves them (module
     doc); ``Client()`` alone works wherever ``boto3.client("sagemaker-edge")`` would. A
     FIPS pseudo region (``us-west-2-fips``) means the region with FIPS, as in botocore.
+
+    ``body_buffer`` (a bytearray, or a memoryview of one): request bodies are written in
+    it (``wire.build_request``'s ``into``) and the transport gets a memoryview of it,
+    valid during the call: a board's heap then holds no copy of a body (a longer body is
+    built as bytes).
     """
 
     def __init__(self, region=None, credentials=None, endpoint_url=None, transport=None,
                  clock=None, max_body=None, use_fips_endpoint=None,
-                 use_dualstack_endpoint=None):
+                 use_dualstack_endpoint=None, body_buffer=None):
         given = {"region": region, "credentials": credentials, "endpoint_url": endpoint_url,
                  "use_fips_endpoint": use_fips_endpoint,
                  "use_dualstack_endpoint": use_dualstack_endpoint}
@@ -132,6 +137,7 @@ class Client:
             clock = clock or port.clock
         self._transport = transport
         self._clock = clock
+        self._body_buffer = body_buffer
 
     def __repr__(self):
         return "Client(region=%r, endpoint_url=%r)" % (self.region, self.endpoint_url)
@@ -143,7 +149,7 @@ class Client:
         return creds.get(now)
 
     def _call(self, operation, params):
-        method, path, headers, body = wire.build_request(operation, params)
+        method, path, headers, body = wire.build_request(operation, params, self._body_buffer)
         now = self._clock()
         creds = self._current_credentials(now)
         url, signed = sigv4.sign(
