@@ -21,11 +21,19 @@ SIGNING_NAME = "sagemaker"
 
 
 def _default_max_body():
+    """1 MiB; on MicroPython 1/20 of the heap, at most 64 KiB. A board reads an answer
+    whole and parses it beside the agent (its objects take ~4x its size): 3,200 bytes on
+    a 64 KiB heap, a GetDeployments answer listing ~8 one-model deployments at once
+    (a larger one is refused, naming the bound, and the poll fails until it shrinks)."""
+    import gc
     import sys
 
-    # A microcontroller's heap holds the whole response body (and its parse): keep the
-    # bound small there. Device API responses are a few KiB.
-    return 64 * 1024 if sys.implementation.name == "micropython" else 1024 * 1024
+    if sys.implementation.name != "micropython" or not hasattr(gc, "mem_free"):
+        return 1024 * 1024
+    return min(64 * 1024, (gc.mem_free() + gc.mem_alloc()) // HEAP_SHARE)
+
+
+HEAP_SHARE = 20  # a board's API answer may be 1/HEAP_SHARE of its heap
 
 
 DEFAULT_MAX_BODY = _default_max_body()
@@ -71,7 +79,8 @@ class Client:
     the wrong type a ``ResponseParseError``) and ``clock`` is
     ``callable() -> epoch seconds``; both default to the platform port. ``max_body``
     bounds a response body in bytes (``ResponseParseError`` beyond it): by default
-    ``DEFAULT_MAX_BODY``, 64 KiB on MicroPython and 1 MiB on CPython.
+    ``DEFAULT_MAX_BODY``: 1 MiB on CPython, 1/20 of the heap on MicroPython (at most
+    64 KiB).
 
     ``region``, ``credentials``, ``endpoint_url``, ``use_fips_endpoint`` and
     ``use_dualstack_endpoint`` left as None are resolved as boto3 resolves them (module
