@@ -60,6 +60,7 @@ DiskUtilization. Microcontroller floats may be single precision: values lose dig
 import os
 import time
 
+from edgecore import client
 from edgecore.errors import TransportError
 from edgecore.wire import utf8_buffer
 from edgecore_ports import HttpProtocolError, ascii_digits, disk_metrics, edge_metric
@@ -72,7 +73,9 @@ MAX_HEAD = 16384  # a whole response head (or chunked trailer): what a small hea
 BUFSIZE = 2048
 SCRATCH = 256
 DEFAULT_TIMEOUT = (5, 30)
-DEFAULT_MAX_BODY = 1024 * 1024  # transport() bound: API responses are small
+# transport() bound: the client's (1 MiB; 1/20 of the heap on a board, at most 64 KiB):
+# an answer longer than that is refused before it is allocated.
+DEFAULT_MAX_BODY = client.DEFAULT_MAX_BODY
 SEND_WHOLE = 16384  # the largest single write of a big body's remainder
 USER_AGENT = "edgecore/0.1.0"
 _NO_BODY = ("HEAD",)
