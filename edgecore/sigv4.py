@@ -57,8 +57,11 @@ Derived signing keys are cached per (secret, day, region, service) in a small
 module-private dict keyed by a SHA-256 of the secret, never by the secret itself; the
 last secret's digest is memoised (in an object whose repr never shows it) so the same
 credentials are not re-hashed on every call. The checked, encoded and canonicalized
-form of recently signed URLs is kept in a second bounded dict. Secrets never appear in exception
-messages, nor in the exceptions they chain.
+form of recently signed URLs is kept in a second bounded dict. On MicroPython neither
+cache is kept: entries made during an agent's cycle would stay among its short-lived
+allocations and split a board's small heap; a request there derives its key (five
+HMACs) and checks its URL again. Secrets never appear in exception messages, nor in the
+exceptions they chain.
 """
 
 import binascii
@@ -79,9 +82,10 @@ UNSIGNED_HEADERS = (
     "te", "trailer", "transfer-encoding", "upgrade", "user-agent", "x-amzn-trace-id",
 )
 
-# Entries per cache (signing keys per secret/day/region/service; URLs): fewer on
-# MicroPython, where each URL entry is a few hundred bytes of a 64 KiB heap.
-_CACHE_MAX = 8 if sys.implementation.name != "micropython" else 4
+# Entries per cache (signing keys per secret/day/region/service; URLs); none on
+# MicroPython (see the module doc: the 4-cycle agent scenario then completes in a 52 KiB
+# heap instead of 55, benchmarks/RESULTS.md).
+_CACHE_MAX = 8 if sys.implementation.name != "micropython" else 0
 _key_cache = {}
 _url_cache = {}
 _last_date = (None, None)
@@ -436,7 +440,8 @@ def _cached_signing_pads(secret_key, datestamp, region, service):
         pads = _hmac_pads(signing_key(secret_key, datestamp, region, service))
         if len(_key_cache) >= _CACHE_MAX:
             _key_cache.clear()  # bounded; dicts are unordered on MicroPython, so no LRU
-        _key_cache[ck] = pads
+        if _CACHE_MAX:
+            _key_cache[ck] = pads
     return pads
 
 
@@ -457,7 +462,8 @@ def _url_info(url, service):
                 canonical_query(query))
         if len(_url_cache) >= _CACHE_MAX:
             _url_cache.clear()
-        _url_cache[ck] = info
+        if _CACHE_MAX:
+            _url_cache[ck] = info
     return info
 
 
