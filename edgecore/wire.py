@@ -146,19 +146,26 @@ def build_request(operation, params, into=None):
     ``into``: a writable buffer (bytearray, or a memoryview of one) the body is written
     in as it is validated; the body is then a memoryview of its start, valid until the
     buffer is reused. A board's heap needs this: no list of the body's pieces, no joined
-    copy of it, no encoded copy of that. A body longer than ``into`` is built as bytes.
+    copy of it, no encoded copy of that. A body longer than ``into`` is measured, then
+    written into a bytearray of its size (still no pieces, join or copy).
     """
     method, uri, input_shape, _ = _operation(operation)
-    if into is not None:
-        out = _Into(into)
-        try:
-            _write(operation, input_shape, params, None, out)
-            return method, uri, {"Content-Type": CONTENT_TYPE}, memoryview(into)[:out.n]
-        except OverflowError:  # longer than `into` (only _Into raises it): as bytes
-            pass
-    out = []
+    headers = {"Content-Type": CONTENT_TYPE}
+    if into is None:
+        out = []
+        _write(operation, input_shape, params, None, out)
+        return method, uri, headers, "".join(out).encode("utf-8")
+    out = _Into(into)
+    try:
+        _write(operation, input_shape, params, None, out)
+        return method, uri, headers, memoryview(into)[:out.n]
+    except OverflowError:  # longer than `into` (only _Into raises it)
+        pass
+    out = _Into(None)
     _write(operation, input_shape, params, None, out)
-    return method, uri, {"Content-Type": CONTENT_TYPE}, "".join(out).encode("utf-8")
+    body = bytearray(out.n)
+    _write(operation, input_shape, params, None, _Into(body))
+    return method, uri, headers, body
 
 
 try:
@@ -173,8 +180,8 @@ except TypeError:
 
 
 class _Into:
-    """``build_request``'s ``out`` writing into a buffer: each piece is copied in as it
-    comes (the pieces are ASCII: json.dumps escapes the rest)."""
+    """``build_request``'s ``out`` writing into a buffer (None: counting only): each
+    piece is copied in as it comes (the pieces are ASCII: json.dumps escapes the rest)."""
 
     def __init__(self, buf):
         self.buf = buf
@@ -182,9 +189,10 @@ class _Into:
 
     def append(self, piece):
         end = self.n + len(piece)
-        if end > len(self.buf):
-            raise OverflowError("request body longer than the buffer")
-        self.buf[self.n:end] = utf8_buffer(piece)
+        if self.buf is not None:
+            if end > len(self.buf):
+                raise OverflowError("request body longer than the buffer")
+            self.buf[self.n:end] = utf8_buffer(piece)
         self.n = end
 
 

@@ -153,10 +153,10 @@ def test_body_written_into_a_buffer():
         body = framed[3]
         assert isinstance(body, memoryview) and bytes(body) == plain[3]
         assert bytes(buf[:len(body)]) == plain[3]
-    # Longer than the buffer: built as bytes, the buffer's bytes past its size untouched.
+    # Longer than the buffer: a bytearray of its size; the buffer's bytes past it untouched.
     small = bytearray(b"#" * 64)
     body = wire.build_request("SendHeartbeat", FULL_HEARTBEAT, memoryview(small)[:32])[3]
-    assert type(body) is bytes and body == plain[3] and small[32:] == b"#" * 32
+    assert type(body) is bytearray and body == plain[3] and small[32:] == b"#" * 32
     # Validation is the same: nothing is framed for bad params.
     exc = _raises(ParamValidationError, wire.build_request, "SendHeartbeat",
                   _hb(AgentMetrics=[{"Value": "x"}]), bytearray(512))
