@@ -106,7 +106,11 @@ class Agent(Runner):
                 urls = (self.config["endpoint_url"], self.config["s3_endpoint_url"])
                 prepare_http(tls=not all(u and u.startswith("http://") for u in urls))
         gc.collect()
-        self.state = compact(self.state)
+        with self._lock:  # the application's threads record inferences into it
+            try:
+                self.state = compact(self.state)
+            except MemoryError:  # no room for a second copy: the state stays as it is
+                pass
         gc.collect()
 
     def run(self, feed=None, stop=None):
