@@ -90,7 +90,7 @@ class Client:
     ``body_buffer`` (a bytearray, or a memoryview of one): request bodies are written in
     it (``wire.build_request``'s ``into``) and the transport gets a memoryview of it,
     valid during the call: a board's heap then holds no copy of a body (a longer body is
-    built as bytes).
+    written into a bytearray of its size).
     """
 
     def __init__(self, region=None, credentials=None, endpoint_url=None, transport=None,

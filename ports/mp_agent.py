@@ -55,7 +55,7 @@ def compact(value):
         return str(utf8_buffer(value), "utf-8")
     if isinstance(value, bool) or value is None:
         return value
-    return value + 0  # int or float: a new object where it is not immediate
+    return value * 1  # int or float: a new object where it is not immediate (-0.0 kept)
 
 
 class Agent(Runner):

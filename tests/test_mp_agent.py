@@ -65,7 +65,7 @@ def test_compact_copies_the_state_into_new_objects():
                               "s3url": "s3://b/k", "deployment": "dep-1", "path": None,
                               "size": 2**40, "activated": 1796292550}
     state["done"] = ["dep-%d" % i for i in range(3)]
-    state["metrics"]["cam"] = {"n": 2, "ln": 1, "sum": 12.5, "max": 7.25, "li": None,
+    state["metrics"]["cam"] = {"n": 2, "ln": 1, "sum": 12.5, "max": -0.0, "li": None,
                                "ls": None}
     state["gc"] = True
     copy = compact(state)
