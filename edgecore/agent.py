@@ -36,6 +36,7 @@ the first 12 hex digits of the SHA1, unless the download reports ``name`` / ``ve
 """
 
 from edgecore.agentstate import MAX_STATE_BYTES as _STATE_BYTES
+from edgecore.wire import utf8_buffer
 
 DEPLOY = "DEPLOY"
 UNDEPLOY = "UNDEPLOY"
@@ -179,6 +180,12 @@ def ascii_escape(text):
     """``text`` with every character outside printable ASCII written as a Python escape
     (``\\xNN``, ``\\uNNNN``, ``\\UNNNNNNNN``; a backslash doubled): control, C1 and bidi
     characters cannot reach a log or terminal, and each stored character is one byte."""
+    if "\\" not in text:
+        for b in utf8_buffer(text):
+            if b < 32 or b > 126:
+                break
+        else:  # the usual case: nothing to escape (no list of every character)
+            return text
     out = []
     for c in text:
         o = ord(c)

@@ -21,11 +21,19 @@ SIGNING_NAME = "sagemaker"
 
 
 def _default_max_body():
+    """1 MiB; on MicroPython 1/20 of the heap, at most 64 KiB. A board reads an answer
+    whole and parses it beside the agent (its objects take ~4x its size): 3,200 bytes on
+    a 64 KiB heap, a GetDeployments answer listing ~8 one-model deployments at once
+    (a larger one is refused, naming the bound, and the poll fails until it shrinks)."""
+    import gc
     import sys
 
-    # A microcontroller's heap holds the whole response body (and its parse): keep the
-    # bound small there. Device API responses are a few KiB.
-    return 64 * 1024 if sys.implementation.name == "micropython" else 1024 * 1024
+    if sys.implementation.name != "micropython" or not hasattr(gc, "mem_free"):
+        return 1024 * 1024
+    return min(64 * 1024, (gc.mem_free() + gc.mem_alloc()) // HEAP_SHARE)
+
+
+HEAP_SHARE = 20  # a board's API answer may be 1/HEAP_SHARE of its heap
 
 
 DEFAULT_MAX_BODY = _default_max_body()
@@ -71,17 +79,23 @@ class Client:
     the wrong type a ``ResponseParseError``) and ``clock`` is
     ``callable() -> epoch seconds``; both default to the platform port. ``max_body``
     bounds a response body in bytes (``ResponseParseError`` beyond it): by default
-    ``DEFAULT_MAX_BODY``, 64 KiB on MicroPython and 1 MiB on CPython.
+    ``DEFAULT_MAX_BODY``: 1 MiB on CPython, 1/20 of the heap on MicroPython (at most
+    64 KiB).
 
     ``region``, ``credentials``, ``endpoint_url``, ``use_fips_endpoint`` and
     ``use_dualstack_endpoint`` left as None are resolved as boto3 resolves them (module
     doc); ``Client()`` alone works wherever ``boto3.client("sagemaker-edge")`` would. A
     FIPS pseudo region (``us-west-2-fips``) means the region with FIPS, as in botocore.
+
+    ``body_buffer`` (a bytearray, or a memoryview of one): request bodies are written in
+    it (``wire.build_request``'s ``into``) and the transport gets a memoryview of it,
+    valid during the call: a board's heap then holds no copy of a body (a longer body is
+    written into a bytearray of its size).
     """
 
     def __init__(self, region=None, credentials=None, endpoint_url=None, transport=None,
                  clock=None, max_body=None, use_fips_endpoint=None,
-                 use_dualstack_endpoint=None):
+                 use_dualstack_endpoint=None, body_buffer=None):
         given = {"region": region, "credentials": credentials, "endpoint_url": endpoint_url,
                  "use_fips_endpoint": use_fips_endpoint,
                  "use_dualstack_endpoint": use_dualstack_endpoint}
@@ -132,6 +146,7 @@ class Client:
             clock = clock or port.clock
         self._transport = transport
         self._clock = clock
+        self._body_buffer = body_buffer
 
     def __repr__(self):
         return "Client(region=%r, endpoint_url=%r)" % (self.region, self.endpoint_url)
@@ -143,7 +158,7 @@ class Client:
         return creds.get(now)
 
     def _call(self, operation, params):
-        method, path, headers, body = wire.build_request(operation, params)
+        method, path, headers, body = wire.build_request(operation, params, self._body_buffer)
         now = self._clock()
         creds = self._current_credentials(now)
         url, signed = sigv4.sign(

@@ -300,12 +300,15 @@ def load_bounded(data, max_bytes, max_depth):
         raise ValueError("JSON nested deeper than %d levels" % max_depth)
     import json
 
+    # MicroPython parses the bytes themselves (no decoded copy of the body) when they
+    # are ASCII: its parser does not check UTF-8, so anything else is decoded first.
+    if _IS_CPYTHON or (len(data) and max(data) > 0x7F):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeError:
+            raise ValueError("body is not valid UTF-8") from None
     try:
-        text = data.decode("utf-8")
-    except UnicodeError:
-        raise ValueError("body is not valid UTF-8") from None
-    try:
-        return json.loads(text)
+        return json.loads(data)
     except (ValueError, UnicodeError):
         # CPython's message quotes the document; keep errors short and content-free.
         raise ValueError("body is not valid JSON") from None

@@ -119,17 +119,17 @@ PATTERNS = {
     "[a-zA-Z0-9\\ \\_\\.]+": search_version,
 }
 
-_NAME = "^[a-zA-Z0-9](-*_*[a-zA-Z0-9])*$"
-_ENTITY = "^[a-zA-Z0-9](-*[a-zA-Z0-9])*$"
-_MODEL_STATE = ("DEPLOY", "UNDEPLOY")
-
+# Each row is written with literals only (the kinds' and patterns' values, not the names
+# above): a tuple of literals is a constant, which MicroPython keeps in flash when the
+# module is frozen; one naming a variable is built in the heap at import (~1.3 KB of a
+# board's 64 KiB). tests/test_shapes.py checks the literals against the names.
 SHAPES = {
-    "CacheTTLSeconds": (STRING, 1, 1000, None, None),
-    "Checksum": (STRUCTURE, (("Type", "ChecksumType"), ("Sum", "ChecksumString")), ()),
-    "ChecksumString": (STRING, 1, 63, "^[a-z0-9](-*[a-z0-9])*$", None),
-    "ChecksumType": (STRING, None, None, None, ("SHA1",)),
+    "CacheTTLSeconds": ("string", 1, 1000, None, None),
+    "Checksum": ("structure", (("Type", "ChecksumType"), ("Sum", "ChecksumString")), ()),
+    "ChecksumString": ("string", 1, 63, "^[a-z0-9](-*[a-z0-9])*$", None),
+    "ChecksumType": ("string", None, None, None, ("SHA1",)),
     "Definition": (
-        STRUCTURE,
+        "structure",
         (
             ("ModelHandle", "EntityName"),
             ("S3Url", "S3Uri"),
@@ -138,9 +138,9 @@ SHAPES = {
         ),
         (),
     ),
-    "Definitions": (LIST, "Definition"),
+    "Definitions": ("list", "Definition"),
     "DeploymentModel": (
-        STRUCTURE,
+        "structure",
         (
             ("ModelHandle", "EntityName"),
             ("ModelName", "ModelName"),
@@ -153,9 +153,9 @@ SHAPES = {
         ),
         (),
     ),
-    "DeploymentModels": (LIST, "DeploymentModel"),
+    "DeploymentModels": ("list", "DeploymentModel"),
     "DeploymentResult": (
-        STRUCTURE,
+        "structure",
         (
             ("DeploymentName", "EntityName"),
             ("DeploymentStatus", "EntityName"),
@@ -166,14 +166,14 @@ SHAPES = {
         ),
         (),
     ),
-    "DeploymentStatus": (STRING, None, None, None, ("SUCCESS", "FAIL")),
-    "DeploymentType": (STRING, None, None, None, ("Model",)),
-    "DeviceFleetName": (STRING, 1, 63, _NAME, None),
-    "DeviceName": (STRING, 1, 63, _NAME, None),
-    "DeviceRegistration": (STRING, 1, 1000, None, None),
-    "Dimension": (STRING, 1, 1000, "^[a-zA-Z0-9](-*[a-zA-Z0-9\\/])*$", None),
+    "DeploymentStatus": ("string", None, None, None, ("SUCCESS", "FAIL")),
+    "DeploymentType": ("string", None, None, None, ("Model",)),
+    "DeviceFleetName": ("string", 1, 63, "^[a-zA-Z0-9](-*_*[a-zA-Z0-9])*$", None),
+    "DeviceName": ("string", 1, 63, "^[a-zA-Z0-9](-*_*[a-zA-Z0-9])*$", None),
+    "DeviceRegistration": ("string", 1, 1000, None, None),
+    "Dimension": ("string", 1, 1000, "^[a-zA-Z0-9](-*[a-zA-Z0-9\\/])*$", None),
     "EdgeDeployment": (
-        STRUCTURE,
+        "structure",
         (
             ("DeploymentName", "EntityName"),
             ("Type", "DeploymentType"),
@@ -182,9 +182,9 @@ SHAPES = {
         ),
         (),
     ),
-    "EdgeDeployments": (LIST, "EdgeDeployment"),
+    "EdgeDeployments": ("list", "EdgeDeployment"),
     "EdgeMetric": (
-        STRUCTURE,
+        "structure",
         (
             ("Dimension", "Dimension"),
             ("MetricName", "Metric"),
@@ -193,30 +193,30 @@ SHAPES = {
         ),
         (),
     ),
-    "EdgeMetrics": (LIST, "EdgeMetric"),
-    "EntityName": (STRING, 1, 63, _ENTITY, None),
-    "ErrorMessage": (STRING, None, None, None, None),
-    "FailureHandlingPolicy": (STRING, None, None, None, ("ROLLBACK_ON_FAILURE", "DO_NOTHING")),
+    "EdgeMetrics": ("list", "EdgeMetric"),
+    "EntityName": ("string", 1, 63, "^[a-zA-Z0-9](-*[a-zA-Z0-9])*$", None),
+    "ErrorMessage": ("string", None, None, None, None),
+    "FailureHandlingPolicy": ("string", None, None, None, ("ROLLBACK_ON_FAILURE", "DO_NOTHING")),
     "GetDeploymentsRequest": (
-        STRUCTURE,
+        "structure",
         (("DeviceName", "DeviceName"), ("DeviceFleetName", "DeviceFleetName")),
         ("DeviceName", "DeviceFleetName"),
     ),
-    "GetDeploymentsResult": (STRUCTURE, (("Deployments", "EdgeDeployments"),), ()),
+    "GetDeploymentsResult": ("structure", (("Deployments", "EdgeDeployments"),), ()),
     "GetDeviceRegistrationRequest": (
-        STRUCTURE,
+        "structure",
         (("DeviceName", "DeviceName"), ("DeviceFleetName", "DeviceFleetName")),
         ("DeviceName", "DeviceFleetName"),
     ),
     "GetDeviceRegistrationResult": (
-        STRUCTURE,
+        "structure",
         (("DeviceRegistration", "DeviceRegistration"), ("CacheTTL", "CacheTTLSeconds")),
         (),
     ),
-    "InternalServiceException": (STRUCTURE, (("Message", "ErrorMessage"),), ()),
-    "Metric": (STRING, 4, 100, _ENTITY, None),
+    "InternalServiceException": ("structure", (("Message", "ErrorMessage"),), ()),
+    "Metric": ("string", 4, 100, "^[a-zA-Z0-9](-*[a-zA-Z0-9])*$", None),
     "Model": (
-        STRUCTURE,
+        "structure",
         (
             ("ModelName", "ModelName"),
             ("ModelVersion", "Version"),
@@ -226,12 +226,12 @@ SHAPES = {
         ),
         (),
     ),
-    "ModelName": (STRING, 4, 255, _ENTITY, None),
-    "ModelState": (STRING, None, None, None, _MODEL_STATE),
-    "Models": (LIST, "Model"),
-    "S3Uri": (STRING, None, 1024, "^s3://([^/]+)/?(.*)$", None),
+    "ModelName": ("string", 4, 255, "^[a-zA-Z0-9](-*[a-zA-Z0-9])*$", None),
+    "ModelState": ("string", None, None, None, ("DEPLOY", "UNDEPLOY")),
+    "Models": ("list", "Model"),
+    "S3Uri": ("string", None, 1024, "^s3://([^/]+)/?(.*)$", None),
     "SendHeartbeatRequest": (
-        STRUCTURE,
+        "structure",
         (
             ("AgentMetrics", "EdgeMetrics"),
             ("Models", "Models"),
@@ -242,10 +242,10 @@ SHAPES = {
         ),
         ("AgentVersion", "DeviceName", "DeviceFleetName"),
     ),
-    "String": (STRING, None, None, None, None),
-    "Timestamp": (TIMESTAMP,),
-    "Value": (DOUBLE,),
-    "Version": (STRING, 1, 64, "[a-zA-Z0-9\\ \\_\\.]+", None),
+    "String": ("string", None, None, None, None),
+    "Timestamp": ("timestamp",),
+    "Value": ("double",),
+    "Version": ("string", 1, 64, "[a-zA-Z0-9\\ \\_\\.]+", None),
 }
 
 # operation -> (HTTP method, request URI, input shape, output shape or None)

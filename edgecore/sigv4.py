@@ -57,8 +57,11 @@ Derived signing keys are cached per (secret, day, region, service) in a small
 module-private dict keyed by a SHA-256 of the secret, never by the secret itself; the
 last secret's digest is memoised (in an object whose repr never shows it) so the same
 credentials are not re-hashed on every call. The checked, encoded and canonicalized
-form of recently signed URLs is kept in a second bounded dict. Secrets never appear in exception
-messages, nor in the exceptions they chain.
+form of recently signed URLs is kept in a second bounded dict. On MicroPython neither
+cache is kept: entries made during an agent's cycle would stay among its short-lived
+allocations and split a board's small heap; a request there derives its key (five
+HMACs) and checks its URL again. Secrets never appear in exception messages, nor in the
+exceptions they chain.
 """
 
 import binascii
@@ -66,6 +69,7 @@ import hashlib
 import sys
 
 from edgecore.amztime import amz_date
+from edgecore.wire import utf8_buffer
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
@@ -78,7 +82,10 @@ UNSIGNED_HEADERS = (
     "te", "trailer", "transfer-encoding", "upgrade", "user-agent", "x-amzn-trace-id",
 )
 
-_CACHE_MAX = 8  # entries per cache: signing keys (per secret/day/region/service), URLs
+# Entries per cache (signing keys per secret/day/region/service; URLs); none on
+# MicroPython (see the module doc: the 4-cycle agent scenario then completes in a 52 KiB
+# heap instead of 55, benchmarks/RESULTS.md).
+_CACHE_MAX = 8 if sys.implementation.name != "micropython" else 0
 _key_cache = {}
 _url_cache = {}
 _last_date = (None, None)
@@ -96,15 +103,32 @@ _UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.
 # percent-encode anything else before sending it: so does wire_url, once.
 _URL_CHARS = _UNRESERVED + ":/?#@!$&'()*+,;=%"
 _TOKEN_CHARS = _UNRESERVED + "!#$%&'*+^`|"
-# Sets (plain sets: some ports lack frozenset), so a whole string is checked with one
-# C-level set(s) <= ALLOWED on both runtimes. Never mutated.
-_URL_SET = set(_URL_CHARS)
-_NETLOC_SET = set(_UNRESERVED + ":[]!$&'()*+,;=%")
-_TOKEN_SET = set(_TOKEN_CHARS)
-_PRINTABLE_SET = set([chr(i) for i in range(32, 127)])
-_VALUE_SET = set([chr(i) for i in range(32, 127)] + ["\t"])
+_NETLOC_CHARS = _UNRESERVED + ":[]!$&'()*+,;=%"
+_PRINTABLE_CHARS = "".join([chr(i) for i in range(32, 127)])
+_VALUE_CHARS = _PRINTABLE_CHARS + "\t"
+# CPython: one 256-entry table per `safe` for quote (cached), and the character classes as
+# sets, so a whole string is checked with one C-level set(s) <= ALLOWED (plain sets:
+# some ports lack frozenset; never mutated). MicroPython: neither (a table holds 256
+# heap strings, ~7 KB, and a set of characters ~400 bytes, of a board's 64 KiB heap): the
+# classes are bytes, checked byte by byte over a view of the str (_only).
+_TABLES = sys.implementation.name != "micropython"
+_CLASS = set if _TABLES else (lambda chars: chars.encode())
+_URL_OK = _CLASS(_URL_CHARS)
+_NETLOC_OK = _CLASS(_NETLOC_CHARS)
+_TOKEN_OK = _CLASS(_TOKEN_CHARS)
+_PRINTABLE_OK = _CLASS(_PRINTABLE_CHARS)
+_VALUE_OK = _CLASS(_VALUE_CHARS)
 _HAS_ISPRINTABLE = hasattr("", "isprintable")  # CPython yes, MicroPython no
 _quote_tables = {}
+
+
+def _only(value, allowed):
+    """Whether every character of str ``value`` is in the class ``allowed`` (one of the
+    ``_*_OK`` above). On MicroPython the str's UTF-8 bytes are read through a view:
+    iterating a str there interns every character it yields, for good."""
+    if _TABLES:
+        return set(value) <= allowed
+    return all(b in allowed for b in utf8_buffer(value))
 
 
 def _hmac_pads(key):
@@ -143,11 +167,7 @@ def _hex(digest):
     return binascii.hexlify(digest).decode()
 
 
-# CPython: one 256-entry table per `safe` (cached), so quoting is a list lookup per byte.
-# MicroPython: no tables (one holds 256 heap strings, ~7 KB on a 32-bit board, where the
-# whole agent has 64 KiB): bytes outside `keep` are sliced out of one 768-char string.
-_TABLES = sys.implementation.name != "micropython"
-_PCT = "".join(["%%%02X" % b for b in range(256)])
+_PCT = "".join(["%%%02X" % b for b in range(256)]) if _TABLES else None
 
 
 def _quote_table(safe):
@@ -169,15 +189,20 @@ def quote(s, safe="/~"):
     path); ``quote(value, safe="")`` encodes a query key or value or a path segment.
     Same result as ``urllib.parse.quote(s, safe)`` for those inputs.
     """
-    data = s.encode() if isinstance(s, str) else bytes(s)
     if _TABLES:
+        data = s.encode() if isinstance(s, str) else bytes(s)
         table = _quote_table(safe)
         return "".join([table[b] for b in data])
-    keep = _UNRESERVED + safe
+    keep = (_UNRESERVED + safe).encode()
+    data = utf8_buffer(s) if isinstance(s, str) else memoryview(s)  # not copied (MicroPython)
+    for b in data:
+        if b not in keep:
+            break
+    else:  # nothing to encode (an S3 key, an API path): no list of its characters
+        return s if isinstance(s, str) else str(s, "ascii")
     out = []
     for b in data:
-        c = chr(b) if b < 128 else ""
-        out.append(c if c and c in keep else _PCT[3 * b : 3 * b + 3])
+        out.append(chr(b) if b in keep else "%%%02X" % b)
     return "".join(out)
 
 
@@ -415,7 +440,8 @@ def _cached_signing_pads(secret_key, datestamp, region, service):
         pads = _hmac_pads(signing_key(secret_key, datestamp, region, service))
         if len(_key_cache) >= _CACHE_MAX:
             _key_cache.clear()  # bounded; dicts are unordered on MicroPython, so no LRU
-        _key_cache[ck] = pads
+        if _CACHE_MAX:
+            _key_cache[ck] = pads
     return pads
 
 
@@ -436,7 +462,8 @@ def _url_info(url, service):
                 canonical_query(query))
         if len(_url_cache) >= _CACHE_MAX:
             _url_cache.clear()
-        _url_cache[ck] = info
+        if _CACHE_MAX:
+            _url_cache[ck] = info
     return info
 
 
@@ -457,9 +484,9 @@ def signature(key, sts):
 
 
 def _first_bad(value, allowed):
-    # Only on the error path: the fast check is set(value) <= allowed.
+    # Only on the error path: the fast check is _only(value, allowed).
     for i in range(len(value)):
-        if value[i] not in allowed:
+        if not _only(value[i], allowed):
             return i
     return -1
 
@@ -482,8 +509,8 @@ def _wire(url, service):
         # Not echoed: user:password@ is a secret, and it is not signed anyway.
         raise ValueError("sign_request: url must not carry userinfo (user:password@host); "
                          "authenticate with the signature instead")
-    if not set(netloc) <= _NETLOC_SET:
-        i = _first_bad(netloc, _NETLOC_SET)
+    if not _only(netloc, _NETLOC_OK):
+        i = _first_bad(netloc, _NETLOC_OK)
         raise ValueError("sign_request: url host must be ASCII letters, digits, '-', '.', "
                          "':' or an [IPv6] literal; found %r at index %d"
                          % (netloc[i], len(scheme) + 3 + i))
@@ -493,7 +520,7 @@ def _wire(url, service):
     if j >= 0:
         rest = rest[:j]
     _check_escapes(rest, start)
-    if not set(rest) <= _URL_SET:
+    if not _only(rest, _URL_OK):
         rest = _encode_raw(rest, start)
     if service == "s3" and "." in path:
         for seg in path.split("/"):
@@ -511,7 +538,7 @@ def _encode_raw(text, offset):
     out = []
     for i in range(len(text)):
         c = text[i]
-        if c in _URL_SET:
+        if _only(c, _URL_OK):
             out.append(c)
         elif c < " " or c == "\x7f":
             raise ValueError("sign_request: url has a control character (code %d) at index %d"
@@ -547,7 +574,7 @@ def _printable_ascii(value):
     # ASCII and printable means exactly that range. Same answer on every runtime.
     if _HAS_ISPRINTABLE:
         return len(value.encode()) == len(value) and value.isprintable()
-    return set(value) <= _PRINTABLE_SET
+    return _only(value, _PRINTABLE_OK)
 
 
 def _check_value(field, value):
@@ -556,8 +583,8 @@ def _check_value(field, value):
     # Values may be tokens or credentials: never echo them.
     if not isinstance(value, str):
         raise ValueError("sign_request: %s must be str, got %s" % (field, type(value).__name__))
-    if not (_printable_ascii(value) or set(value) <= _VALUE_SET):
-        i = _first_bad(value, _VALUE_SET)
+    if not (_printable_ascii(value) or _only(value, _VALUE_OK)):
+        i = _first_bad(value, _VALUE_OK)
         if value[i] in "\r\n":
             raise ValueError("sign_request: %s cannot hold a line break (CR or LF at index %d): "
                              "HTTP has no multi-line header values" % (field, i))
@@ -630,7 +657,7 @@ def sign(method, url, headers, body, access_key=None, secret_key=None, session_t
     spelled = {}  # lower-cased name -> the spelling it is sent under (the first met)
     sha_name = None
     for name, value in headers.items():
-        if not isinstance(name, str) or not name or not set(name) <= _TOKEN_SET:
+        if not isinstance(name, str) or not name or not _only(name, _TOKEN_OK):
             raise ValueError("sign_request: header name %r must be an HTTP token" % (name,))
         if isinstance(value, (list, tuple)):
             for v in value:

@@ -136,17 +136,64 @@ def _type_name(value):
 # ---- requests --------------------------------------------------------------------------
 
 
-def build_request(operation, params):
+def build_request(operation, params, into=None):
     """Validate ``params`` (a dict) and frame the request.
 
     Returns ``(method, path, headers, body)``: ``"POST"``, ``"/<Operation>"``,
     ``{"Content-Type": "application/json"}`` and the JSON body as bytes.
     Raises ParamValidationError (nothing is built) when ``params`` break the model.
+
+    ``into``: a writable buffer (bytearray, or a memoryview of one) the body is written
+    in as it is validated; the body is then a memoryview of its start, valid until the
+    buffer is reused. A board's heap needs this: no list of the body's pieces, no joined
+    copy of it, no encoded copy of that. A body longer than ``into`` is measured, then
+    written into a bytearray of its size (still no pieces, join or copy).
     """
     method, uri, input_shape, _ = _operation(operation)
-    out = []
+    headers = {"Content-Type": CONTENT_TYPE}
+    if into is None:
+        out = []
+        _write(operation, input_shape, params, None, out)
+        return method, uri, headers, "".join(out).encode("utf-8")
+    out = _Into(into)
+    try:
+        _write(operation, input_shape, params, None, out)
+        return method, uri, headers, memoryview(into)[:out.n]
+    except OverflowError:  # longer than `into` (only _Into raises it)
+        pass
+    out = _Into(None)
     _write(operation, input_shape, params, None, out)
-    return method, uri, {"Content-Type": CONTENT_TYPE}, "".join(out).encode("utf-8")
+    body = bytearray(out.n)
+    _write(operation, input_shape, params, None, _Into(body))
+    return method, uri, headers, body
+
+
+try:
+    memoryview("")
+    utf8_buffer = memoryview  # MicroPython: a str is a buffer of its UTF-8 bytes (no copy)
+except TypeError:
+
+    def utf8_buffer(text):
+        """The UTF-8 bytes of ``text`` as a buffer (a view of the str itself where the
+        runtime allows it: MicroPython; an encoded copy elsewhere)."""
+        return text.encode("utf-8")
+
+
+class _Into:
+    """``build_request``'s ``out`` writing into a buffer (None: counting only): each
+    piece is copied in as it comes (the pieces are ASCII: json.dumps escapes the rest)."""
+
+    def __init__(self, buf):
+        self.buf = buf
+        self.n = 0
+
+    def append(self, piece):
+        end = self.n + len(piece)
+        if self.buf is not None:
+            if end > len(self.buf):
+                raise OverflowError("request body longer than the buffer")
+            self.buf[self.n:end] = utf8_buffer(piece)
+        self.n = end
 
 
 def validate(operation, params):
@@ -468,7 +515,7 @@ def parse_response(
     status, lowered, body = _check_transport_values(operation, status, headers, body, max_body)
     if not 200 <= status < 300:
         raise _parse_error(operation, status, lowered, body, max_body, max_depth)
-    if body.strip():
+    if not _blank(body):
         try:
             doc = jsonenc.load_bounded(body, max_body, max_depth)
         except ValueError as exc:
@@ -486,6 +533,11 @@ def parse_response(
         result = _read(operation, status, output_shape, doc, None, fix)
     result["ResponseMetadata"] = response_metadata(status, lowered, retry_attempts)
     return result
+
+
+def _blank(body):
+    """``not body.strip()`` without the stripped copy."""
+    return all(c in b" \t\n\r\x0b\x0c" for c in body)
 
 
 def response_metadata(status, lowered_headers, retry_attempts=0):
@@ -509,9 +561,9 @@ def _check_transport_values(op, status, headers, body, max_body):
         )
     if body is None:
         body = b""
-    elif isinstance(body, (bytearray, memoryview)):
+    elif isinstance(body, memoryview):
         body = bytes(body)
-    elif not isinstance(body, bytes):
+    elif not isinstance(body, (bytes, bytearray)):  # a bytearray is used as it is: no copy
         raise ResponseParseError(op, "body", "expected bytes, got %s" % _type_name(body), status)
     if len(body) > max_body:
         # Checked before any other work on the body, whatever the status.

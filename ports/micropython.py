@@ -60,7 +60,9 @@ DiskUtilization. Microcontroller floats may be single precision: values lose dig
 import os
 import time
 
+from edgecore import client
 from edgecore.errors import TransportError
+from edgecore.wire import utf8_buffer
 from edgecore_ports import HttpProtocolError, ascii_digits, disk_metrics, edge_metric
 
 _builtin_open = open
@@ -71,7 +73,9 @@ MAX_HEAD = 16384  # a whole response head (or chunked trailer): what a small hea
 BUFSIZE = 2048
 SCRATCH = 256
 DEFAULT_TIMEOUT = (5, 30)
-DEFAULT_MAX_BODY = 1024 * 1024  # transport() bound: API responses are small
+# transport() bound: the client's (1 MiB; 1/20 of the heap on a board, at most 64 KiB):
+# an answer longer than that is refused before it is allocated.
+DEFAULT_MAX_BODY = client.DEFAULT_MAX_BODY
 SEND_WHOLE = 16384  # the largest single write of a big body's remainder
 USER_AGENT = "edgecore/0.1.0"
 _NO_BODY = ("HEAD",)
@@ -125,36 +129,43 @@ def _as_str(value):
     return str(value)
 
 
-def build_request(method, target, authority, headers, body_len, keep_alive, user_agent=USER_AGENT):
-    """The request head as bytes: request line, Host (the caller's if given, as it is
-    signed), the caller's headers sorted by name (dict order differs between runtimes;
-    sorting makes the bytes identical), User-Agent, Content-Length, Connection."""
+def head_pieces(method, target, authority, headers, body_len, keep_alive,
+                user_agent=USER_AGENT):
+    """The request head as a list of str pieces, checked (ValueError: CR, LF or NUL):
+    request line, Host (the caller's if given, as it is signed), the caller's headers
+    sorted by name (dict order differs between runtimes; sorting makes the bytes
+    identical), User-Agent, Content-Length, Connection. ``_send`` copies the pieces into
+    the send buffer: no line, joined head or encoded copy of it is built."""
     _check_token(method, "method")
     _check_token(target, "target")
-    lines = ["%s %s HTTP/1.1" % (method, target)]
     own = {}
     for name in headers:
         own[_as_str(name).lower()] = name
+    out = [method, " ", target, " HTTP/1.1\r\n"]
     if "host" not in own:
-        lines.append("Host: %s" % authority)
-    names = sorted(own)
-    for lname in names:
+        out.extend(("Host: ", authority, "\r\n"))
+    rest = []
+    for lname in sorted(own):
         if lname in ("content-length", "connection", "transfer-encoding"):
             continue  # framing is ours
         name = _as_str(own[lname])
         value = _as_str(headers[own[lname]])
         _check_token(name, "header name")
         _check_token(value, "header %s" % name)
-        if lname == "host":
-            lines.insert(1, "%s: %s" % (name, value))
-        else:
-            lines.append("%s: %s" % (name, value))
+        (out if lname == "host" else rest).extend((name, ": ", value, "\r\n"))
+    out.extend(rest)
     if user_agent and "user-agent" not in own:
-        lines.append("User-Agent: %s" % user_agent)
+        out.extend(("User-Agent: ", user_agent, "\r\n"))
     if body_len or method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
-        lines.append("Content-Length: %d" % body_len)
-    lines.append("Connection: %s" % ("keep-alive" if keep_alive else "close"))
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+        out.extend(("Content-Length: ", str(body_len), "\r\n"))
+    out.append("Connection: keep-alive\r\n\r\n" if keep_alive else "Connection: close\r\n\r\n")
+    return out
+
+
+def build_request(method, target, authority, headers, body_len, keep_alive, user_agent=USER_AGENT):
+    """The request head as bytes (``head_pieces`` joined)."""
+    return "".join(head_pieces(method, target, authority, headers, body_len, keep_alive,
+                               user_agent)).encode()
 
 
 class _SocketStream:
@@ -621,6 +632,7 @@ class Transport:
         self.max_body = max_body
         self.keep_alive = keep_alive
         self.user_agent = user_agent
+        self._sockets = connect is None  # this port's own sockets (the guard below)
         self._connect = connect or self._socket_connect
         self._tls = None
         self._idle = None  # (key, reader) of one reusable connection
@@ -628,6 +640,23 @@ class Transport:
         self._buf = bytearray(BUFSIZE)  # a connection's read buffer, and the send buffer
         self._buf_taken = False  # held by a live connection (a second one gets its own)
         self._scratch = bytearray(SCRATCH)  # transport(): bodies of unknown length
+
+    def prepare(self, tls=True):
+        """Allocate now what the first request would allocate and keep: the socket guard
+        class and, with ``tls``, the TLS context (its CA parsed). A board calls this at
+        start, so these long-lived objects sit with the other early ones instead of
+        among a cycle's short-lived allocations, where they would split the free heap
+        (a 64 KiB heap then has no block left for a request). A TLS setup that fails is
+        left for the first https request to report (TlsError)."""
+        import sys
+
+        if self._sockets and sys.implementation.name == "micropython":
+            _guard_class()
+        if tls:
+            try:
+                self._context()
+            except TransportError:
+                pass
 
     def _context(self):
         if self._tls is None:
@@ -733,8 +762,8 @@ class Transport:
         scheme, host, port, target, authority = parse_url(url)
         origin = "%s://%s" % (scheme, authority)
         body = body or b""
-        head = build_request(method, target, authority, headers, len(body), self.keep_alive,
-                             self.user_agent)
+        head = head_pieces(method, target, authority, headers, len(body), self.keep_alive,
+                           self.user_agent)
         key = (scheme, host, port)
         connect_timeout, read_timeout = _timeouts(timeout or self.timeout)
         reader = self._take_idle(key)
@@ -786,7 +815,9 @@ class Transport:
         raise HttpProtocolError("too many interim responses")
 
     def transport(self, method, url, headers, body=b"", timeout=None, deadline=None):
-        """One exchange, body read whole (bounded): (status, lower-cased headers, body)."""
+        """One exchange, body read whole (bounded): (status, lower-cased headers, body);
+        the body is the bytearray it was read into (a copy as bytes would need as much
+        heap again)."""
         # deadline passed only when set: callers may have wrapped open() without it.
         resp = self.open(method, url, headers, body, timeout) if deadline is None else \
             self.open(method, url, headers, body, timeout, deadline)
@@ -802,13 +833,13 @@ class Transport:
                 got = 0
                 while got < len(out):
                     got += resp.readinto(mv[got:])
-                return resp.status, resp.headers, bytes(out)
+                return resp.status, resp.headers, out
             out = bytearray()
             buf = self._scratch
             while True:
                 n = resp.readinto(buf)
                 if not n:
-                    return resp.status, resp.headers, bytes(out)
+                    return resp.status, resp.headers, out
                 if len(out) + n > self.max_body:
                     raise TransportError("%s %s: response body exceeds the %d byte bound"
                                          % (method, resp._origin, self.max_body))
@@ -948,25 +979,34 @@ def _no_delay(socket, sock):
 
 
 def _send(reader, head, body):
-    """The head and as much of the body as fits, copied into the reader's buffer (free
-    until the response comes) and sent in ONE write: a second small write on a
-    kept-alive socket waits for the ACK of the first (Nagle), which the server delays
-    (~40 ms per request). The rest of a larger body follows straight from the caller's
-    memory in writes of at most SEND_WHOLE bytes: nothing is joined or copied whole."""
-    buf = reader.buf
-    size = len(buf)
-    if len(head) > size:  # a head longer than the buffer (e.g. a huge token header)
-        _write_all(reader, head)
-        first = 0
+    """The head (``head_pieces``) and as much of the body as fits, copied into the
+    reader's buffer (free until the response comes) and sent in ONE write: a second
+    small write on a kept-alive socket waits for the ACK of the first (Nagle), which the
+    server delays (~40 ms per request). The rest of a larger body follows straight from
+    the caller's memory in writes of at most SEND_WHOLE bytes: nothing is joined or
+    copied whole."""
+    mv = reader.mv
+    size = len(mv)
+    views = [utf8_buffer(piece) for piece in head]
+    used = 0
+    for view in views:
+        used += len(view)
+    if used > size:  # a head longer than the buffer (e.g. a huge token header): alone
+        _write_all(reader, "".join(head).encode())
+        used = 0
     else:
-        first = min(len(body), size - len(head))
-        buf[:len(head)] = head
-        if first:
-            buf[len(head):len(head) + first] = memoryview(body)[:first]
-        _write_all(reader, reader.mv[:len(head) + first])
-    mv = memoryview(body)
-    for off in range(first, len(mv), SEND_WHOLE):
-        _write_all(reader, mv[off:off + SEND_WHOLE])
+        used = 0
+        for view in views:
+            mv[used:used + len(view)] = view
+            used += len(view)
+    first = min(len(body), size - used)
+    if first:
+        mv[used:used + first] = memoryview(body)[:first]
+    if used + first:
+        _write_all(reader, mv[:used + first])
+    view = memoryview(body)
+    for off in range(first, len(view), SEND_WHOLE):
+        _write_all(reader, view[off:off + SEND_WHOLE])
 
 
 def _write_all(reader, data):

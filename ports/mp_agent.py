@@ -19,9 +19,12 @@ Layout under ``model_dir``::
 An application finds its model with ``active_model(model_dir, handle)``.
 """
 
+import gc
+
+from edgecore.wire import utf8_buffer
 from edgecore_ports import ConfigError  # noqa: F401 (part of this module's interface)
 from edgecore_ports.agentconfig import load_config, read_config_file  # noqa: F401
-from edgecore_ports.runner import Runner, make_http
+from edgecore_ports.runner import MICROPYTHON, Runner, make_http
 from edgecore_ports.store import POINTER, PointerStore  # noqa: F401
 
 
@@ -33,6 +36,26 @@ def active_model(model_dir, handle):
     except ValueError:  # not a valid handle
         return None, None
     return (path, store.read_pointer(handle)) if path else (None, None)
+
+
+def compact(value):
+    """A copy of a JSON value (the agent state) made of new objects, strings and numbers
+    included (on a board a str, a float or an int past 2**30 is an object of its own)."""
+    if isinstance(value, dict):
+        out = {}
+        for key in value:
+            out[compact(key)] = compact(value[key])
+        return out
+    if isinstance(value, list):
+        out = list(value)
+        for i in range(len(out)):
+            out[i] = compact(out[i])
+        return out
+    if isinstance(value, str):
+        return str(utf8_buffer(value), "utf-8")
+    if isinstance(value, bool) or value is None:
+        return value
+    return value * 1  # int or float: a new object where it is not immediate (-0.0 kept)
 
 
 class Agent(Runner):
@@ -50,6 +73,45 @@ class Agent(Runner):
             from edgecore_ports import micropython as port
         http = make_http(port, config, connect=connect)
         Runner.__init__(self, config, port=port, http=http, store=PointerStore, **kwargs)
+
+    def start(self):
+        """Runner.start, then (MicroPython) the heap set out for the cycles: see
+        ``settle``."""
+        Runner.start(self)
+        if MICROPYTHON:
+            self.settle(prepare=True)
+
+    def cycle(self):
+        if MICROPYTHON:
+            gc.collect()  # the cycle's allocations start from the fewest holes
+        report = Runner.cycle(self)
+        if MICROPYTHON:
+            self.settle()
+        return report
+
+    def settle(self, prepare=False):
+        """Lay out what lives across cycles compactly in a board's heap (MicroPython's
+        allocator takes the lowest free block that fits, and never moves an object).
+
+        With ``prepare`` (at start): what the first requests would allocate and keep
+        is allocated now, next to the other early objects: the client, the transport's
+        TLS context and socket guard. Then the state is copied (``compact``) after a
+        collection: the copy fills the lowest holes, and the objects a cycle added to
+        the state, scattered among its short-lived allocations, go, leaving the large
+        free blocks the next cycle's requests need."""
+        if prepare:
+            self.client  # noqa: B018 (the property builds the client on first use)
+            prepare_http = getattr(self.http, "prepare", None)
+            if prepare_http is not None:
+                urls = (self.config["endpoint_url"], self.config["s3_endpoint_url"])
+                prepare_http(tls=not all(u and u.startswith("http://") for u in urls))
+        gc.collect()
+        with self._lock:  # the application's threads record inferences into it
+            try:
+                self.state = compact(self.state)
+            except MemoryError:  # no room for a second copy: the state stays as it is
+                pass
+        gc.collect()
 
     def run(self, feed=None, stop=None):
         """Cycle every heartbeat_interval seconds; ``feed()`` (a watchdog) is called after

@@ -255,7 +255,10 @@ class Runner:
                                   endpoint_url=config["endpoint_url"],
                                   transport=self._transport, clock=self.now,
                                   use_fips_endpoint=bool(config["use_fips_endpoint"]),
-                                  use_dualstack_endpoint=bool(config["use_dualstack_endpoint"]))
+                                  use_dualstack_endpoint=bool(config["use_dualstack_endpoint"]),
+                                  # A board writes request bodies into the download
+                                  # buffer (idle during API calls): no copy in its heap.
+                                  body_buffer=self.buf if MICROPYTHON else None)
         return self._client
 
     def attempt(self, once, on_retry):

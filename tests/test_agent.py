@@ -705,3 +705,12 @@ def test_a_long_failure_keeps_the_rollback_in_the_message():
     assert len(message) <= agent.MAX_REASON
     assert message.startswith("1 of 1 models failed; first: cam: download failed: checksum")
     assert message.endswith("; rolled back: nothing had changed, previous state kept")
+
+
+def test_ascii_escape():
+    plain = "GET s3://b/k: HTTP 403 AccessDenied: no ~ {ok} [x]" * 5
+    assert agent.ascii_escape(plain) is plain  # nothing to escape: the str itself
+    assert agent.ascii_escape("a\\b") == "a\\\\b"
+    assert agent.ascii_escape("caf\u00e9\n\u202e\U0001f600") == "caf\\xe9\\x0a\\u202e\\U0001f600"
+    assert agent.ascii_escape("\x7f~ ") == "\\x7f~ "
+    assert agent.ascii_escape("") == ""

@@ -54,6 +54,32 @@ def test_mpy_cross_compiles_the_agent():
     assert out.returncode == 0, out.stderr
 
 
+def test_compact_copies_the_state_into_new_objects():
+    """mp_agent.compact (a board's state laid out anew after each cycle): equal, types
+    kept (True stays a bool), containers and strings new objects."""
+    from edgecore import agentstate
+    from edgecore_ports.mp_agent import compact
+
+    state = agentstate.new_state(1700000000)
+    state["active"]["cam"] = {"name": "detector", "version": "1.0", "sha1": "a" * 40,
+                              "s3url": "s3://b/k", "deployment": "dep-1", "path": None,
+                              "size": 2**40, "activated": 1796292550}
+    state["done"] = ["dep-%d" % i for i in range(3)]
+    state["metrics"]["cam"] = {"n": 2, "ln": 1, "sum": 12.5, "max": -0.0, "li": None,
+                               "ls": None}
+    state["gc"] = True
+    copy = compact(state)
+    assert copy == state and agentstate.dumps(copy) == agentstate.dumps(state)
+    assert copy["gc"] is True and copy["inflight"] is None
+    assert type(copy["metrics"]["cam"]["sum"]) is float
+    for path in (("active",), ("active", "cam"), ("done",), ("metrics", "cam")):
+        a, b = state, copy
+        for key in path:
+            a, b = a[key], b[key]
+        assert a is not b, path
+    assert copy["active"]["cam"]["sha1"] is not state["active"]["cam"]["sha1"]
+
+
 # ---- the same agent in-process on CPython (real sockets through the port) ----------------
 
 

@@ -655,6 +655,30 @@ def test_buffers_are_allocated_once_per_transport():
     assert first.read() == b"hello" and not t._buf_taken
 
 
+def test_transport_body_is_the_buffer_it_was_read_into():
+    """No copy as bytes of a body read whole: a board's heap would need it twice."""
+    chunked = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n")
+    for script in (OK_5, chunked):
+        body = transport_for(FakeSocket(script))[0].transport("GET", "http://h/", {})[2]
+        assert type(body) is bytearray and body == b"hello"
+
+
+def test_prepare_allocates_the_tls_context_up_front():
+    t, conn = transport_for(FakeSocket(OK_5), verify=False)
+    t.prepare()
+    ctx = t._tls
+    assert ctx is not None and conn.calls == []  # nothing is sent
+    t.prepare()
+    assert t._tls is ctx  # once
+    # A TLS setup that cannot work is left for the first https request to report.
+    t, _ = transport_for(FakeSocket(OK_5), ca_bundle="/nonexistent/ca.pem")
+    t.prepare()
+    assert t._tls is None
+    t.prepare(tls=False)
+    assert t._tls is None
+
+
 def test_header_injection_rejected():
     t, conn = transport_for(FakeSocket(OK_5))
     raises(ValueError, t.transport, "GET", "http://h/", {"X-A": "1\r\nX-B: 2"})

@@ -94,7 +94,9 @@ def _referenced(spec):
 
 
 def test_tables_are_consistent():
+    kinds = (STRUCTURE, LIST, STRING, shapes.DOUBLE, shapes.TIMESTAMP)
     for name, spec in SHAPES.items():
+        assert spec[0] in kinds, (name, spec[0])  # rows spell the kinds as literals
         for ref in _referenced(spec):
             assert ref in SHAPES, (name, ref)
         if spec[0] == STRUCTURE:

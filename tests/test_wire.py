@@ -143,6 +143,26 @@ def test_full_send_heartbeat_request_bytes():
     assert body == expected
 
 
+def test_body_written_into_a_buffer():
+    """``into``: the body is a view of the caller's buffer, the same bytes as without it
+    (a board's heap holds no pieces, joined copy or encoded copy of it)."""
+    plain = wire.build_request("SendHeartbeat", FULL_HEARTBEAT)
+    for buf in (bytearray(4096), memoryview(bytearray(len(plain[3])))):
+        framed = wire.build_request("SendHeartbeat", FULL_HEARTBEAT, buf)
+        assert framed[:3] == plain[:3]
+        body = framed[3]
+        assert isinstance(body, memoryview) and bytes(body) == plain[3]
+        assert bytes(buf[:len(body)]) == plain[3]
+    # Longer than the buffer: a bytearray of its size; the buffer's bytes past it untouched.
+    small = bytearray(b"#" * 64)
+    body = wire.build_request("SendHeartbeat", FULL_HEARTBEAT, memoryview(small)[:32])[3]
+    assert type(body) is bytearray and body == plain[3] and small[32:] == b"#" * 32
+    # Validation is the same: nothing is framed for bad params.
+    exc = _raises(ParamValidationError, wire.build_request, "SendHeartbeat",
+                  _hb(AgentMetrics=[{"Value": "x"}]), bytearray(512))
+    assert exc.field == "AgentMetrics[0].Value"
+
+
 def test_minimal_heartbeat_and_empty_containers():
     body = wire.build_request("SendHeartbeat", _hb(AgentMetrics=[], DeploymentResult={}))[3]
     assert body == (
@@ -469,9 +489,22 @@ def test_send_heartbeat_has_only_metadata():
 
 
 def test_empty_and_whitespace_bodies():
-    for body in (b"", b" \r\n", None, bytearray()):
+    for body in (b"", b" \r\n", None, bytearray(), bytearray(b" \t\x0b\x0c"), memoryview(b"\n")):
         got = wire.parse_response("GetDeployments", 200, {}, body)
         assert list(got) == ["ResponseMetadata"], body
+
+
+def test_bytearray_and_memoryview_bodies_parse_as_bytes():
+    """A port may hand over the bytearray it read the body into (no copy as bytes)."""
+    body = DEPLOYMENTS_BODY
+    want = wire.parse_response("GetDeployments", 200, {}, body)
+    for other in (bytearray(body), memoryview(body)):
+        assert wire.parse_response("GetDeployments", 200, {}, other) == want
+    exc = _error(500, {}, bytearray(b'{"__type": "InternalServiceException", "message": "m"}'))
+    assert exc.code == "InternalServiceException" and exc.message == "m"
+    exc = _raises(ResponseParseError, wire.parse_response, "GetDeployments", 200, {},
+                  bytearray(b'{"Deployments": "\xff"}'))
+    assert "UTF-8" in str(exc)
 
 
 def test_s3_style_request_id_and_host_id():
