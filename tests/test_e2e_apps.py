@@ -109,9 +109,19 @@ def wait_for(predicate, timeout, what):
 
 
 def client_when_up(config, timeout=30):
-    path = socket_of(config)
-    wait_for(lambda: os.path.exists(path), timeout, "the agent's socket")
-    return AppClient(path, timeout=10)
+    """A client once the agent answers (a socket file left by a killed agent refuses
+    connections until the next one has replaced it)."""
+    api = AppClient(socket_of(config), timeout=10)
+
+    def answers():
+        try:
+            return api.list_models() is not None
+        except OSError:
+            api.close()
+            return False
+
+    wait_for(answers, timeout, "the agent's socket")
+    return api
 
 
 def tree(root):
