@@ -134,6 +134,47 @@ def test_version_staged_before_the_key_was_pinned_is_checked(local_cloud, tmp_pa
     assert not any(e[1] == "download.verified" for e in r.events)  # not fetched again
 
 
+@pytest.mark.parametrize("signed", [True, False])
+def test_a_package_staged_before_the_key_was_pinned_is_checked_by_its_digest(
+        local_cloud, tmp_path, signed):
+    """The same with a model package: its artifact is gone once unpacked, the SHA-256
+    kept in edgecore.json is what the signature is checked against."""
+    import io
+    import tarfile
+
+    from edgecore import agent
+
+    priv, pub = write_keys(tmp_path, "ed25519")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        info = tarfile.TarInfo("model/weights.bin")
+        info.size = 5000
+        tf.addfile(info, io.BytesIO(b"w" * 5000))
+    d = local_cloud.deploy("cam", "detector", "1.0", data=buf.getvalue(),
+                           signing_key=priv if signed else None)
+    r = make_runner(local_cloud, tmp_path)
+
+    def kill_after_download(point):
+        if point == "executed-" + agent.DOWNLOAD:
+            raise Killed(point)
+
+    r.crash_hook = kill_after_download
+    with pytest.raises(Killed):
+        r.cycle()
+    vdir = tmp_path / "models" / ".versions" / ("cam-" + hashlib.sha1(buf.getvalue()).hexdigest())
+    assert sorted(os.listdir(str(vdir))) == ["content", "edgecore.json"]
+    r = make_runner(local_cloud, tmp_path, artifact_signing_key=pub,
+                    require_artifact_signature=True)
+    assert r.cycle()["ok"]
+    status, reason = result(local_cloud, d)
+    if signed:
+        assert status == "SUCCESS", reason
+        assert (tmp_path / "models" / "cam" / "model" / "weights.bin").read_bytes() == b"w" * 5000
+    else:
+        assert status == "FAIL" and "artifact signature missing" in reason, reason
+    assert not any(e[1] == "download.verified" for e in r.events)  # not fetched again
+
+
 @pytest.mark.parametrize("forgery", ["other-key", "other-bytes", "garbage"])
 @pytest.mark.parametrize("kind", ["ed25519", "p256"])
 def test_wrong_signature_fails(local_cloud, tmp_path, kind, forgery):
