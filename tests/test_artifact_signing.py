@@ -105,24 +105,30 @@ class Killed(Exception):
     pass
 
 
-def test_version_staged_before_the_key_was_pinned_is_checked(local_cloud, tmp_path):
-    """A version verified and moved into .versions while no key was pinned, the agent
-    killed before activating it, restarted with a key: the version on disk is not
-    trusted, it needs its signature like a new download."""
+def staged_then_killed(cloud, tmp_path):
+    """A cycle without a signing key, killed right after the download: the version is
+    verified and in .versions, never activated."""
     from edgecore import agent
-
-    _, pub = write_keys(tmp_path, "ed25519")
-    unsigned = b"unsigned model " * 1000
-    d = local_cloud.deploy("cam", "detector", "1.0", data=unsigned)
-    r = make_runner(local_cloud, tmp_path)
 
     def kill_after_download(point):
         if point == "executed-" + agent.DOWNLOAD:
             raise Killed(point)
 
+    r = make_runner(cloud, tmp_path)
     r.crash_hook = kill_after_download
     with pytest.raises(Killed):
         r.cycle()
+
+
+def test_version_staged_before_the_key_was_pinned_is_checked(local_cloud, tmp_path):
+    """A version verified and moved into .versions while no key was pinned, the agent
+    killed before activating it, restarted with a key: the version on disk is not
+    trusted, it needs its signature like a new download."""
+
+    _, pub = write_keys(tmp_path, "ed25519")
+    unsigned = b"unsigned model " * 1000
+    d = local_cloud.deploy("cam", "detector", "1.0", data=unsigned)
+    staged_then_killed(local_cloud, tmp_path)
     sha1 = hashlib.sha1(unsigned).hexdigest()
     assert (tmp_path / "models" / ".versions" / ("cam-" + sha1)).is_dir()
     r = make_runner(local_cloud, tmp_path, artifact_signing_key=pub,
@@ -142,7 +148,6 @@ def test_a_package_staged_before_the_key_was_pinned_is_checked_by_its_digest(
     import io
     import tarfile
 
-    from edgecore import agent
 
     priv, pub = write_keys(tmp_path, "ed25519")
     buf = io.BytesIO()
@@ -152,15 +157,7 @@ def test_a_package_staged_before_the_key_was_pinned_is_checked_by_its_digest(
         tf.addfile(info, io.BytesIO(b"w" * 5000))
     d = local_cloud.deploy("cam", "detector", "1.0", data=buf.getvalue(),
                            signing_key=priv if signed else None)
-    r = make_runner(local_cloud, tmp_path)
-
-    def kill_after_download(point):
-        if point == "executed-" + agent.DOWNLOAD:
-            raise Killed(point)
-
-    r.crash_hook = kill_after_download
-    with pytest.raises(Killed):
-        r.cycle()
+    staged_then_killed(local_cloud, tmp_path)
     vdir = tmp_path / "models" / ".versions" / ("cam-" + hashlib.sha1(buf.getvalue()).hexdigest())
     assert sorted(os.listdir(str(vdir))) == ["content", "edgecore.json"]
     r = make_runner(local_cloud, tmp_path, artifact_signing_key=pub,

@@ -11,7 +11,15 @@ import os
 import sys
 
 from data.archives import MODEL_TAR_GZ, WEIGHTS, d, f, hard, sym, tar, tar_header, tree
-from test_runner_rules import active_bytes, deploy_def, each_store, make_runner, named, staged
+from test_runner_rules import (
+    active_bytes,
+    deploy_def,
+    deployed,
+    each_store,
+    make_runner,
+    named,
+    staged,
+)
 
 from edgecore_ports.store import CONTENT, META, isdir, listdir
 
@@ -38,6 +46,14 @@ def active_dir(r, handle):
         return None
 
 
+def cycled(cloud, root, store, data, key="cam/v1/model.tar", **extra):
+    """Deploy ``data`` as model "cam", run a cycle; (runner, sha1)."""
+    _, sha = deployed(cloud, data, key)
+    r = make_runner(cloud, root, store, **extra)
+    assert r.cycle()["ok"]
+    return r, sha
+
+
 def result(cloud):
     return cloud.results()[-1]["DeploymentModels"][0]
 
@@ -49,10 +65,7 @@ def everything(root):
 
 @each_store
 def test_a_tar_package_is_activated_as_a_directory(cloud, root, store):
-    url, sha = cloud.put("cam/v1/model.tar", PKG)
-    cloud.deploy(deploy_def("cam", url, sha))
-    r = make_runner(cloud, root, store)
-    assert r.cycle()["ok"]
+    r, sha = cycled(cloud, root, store, PKG)
     assert result(cloud)["Status"] == "SUCCESS", result(cloud)
     assert active_dir(r, "cam") == {"/model": "dir", "/model/weights.bin": WEIGHTS,
                                     "/model/labels.txt": b"cat\ndog\n"}
@@ -70,10 +83,7 @@ def test_a_tar_gz_package_and_back_to_a_plain_file(cloud, root, store):
     if not GZIP:
         print("SKIP: no deflate/gzip on this port")
         return
-    url, sha = cloud.put("cam/v1/model.tar.gz", MODEL_TAR_GZ)
-    cloud.deploy(deploy_def("cam", url, sha))
-    r = make_runner(cloud, root, store)
-    assert r.cycle()["ok"]
+    r, sha = cycled(cloud, root, store, MODEL_TAR_GZ, "cam/v1/model.tar.gz")
     assert result(cloud)["Status"] == "SUCCESS", result(cloud)
     assert active_dir(r, "cam")["/model/weights.bin"] == WEIGHTS
     url2, sha2 = cloud.put("cam/v2/model.bin", b"a plain model file")
@@ -86,10 +96,7 @@ def test_a_tar_gz_package_and_back_to_a_plain_file(cloud, root, store):
 
 @each_store
 def test_unpack_archives_false_keeps_the_artifact_a_file(cloud, root, store):
-    url, sha = cloud.put("cam/v1/model.tar", PKG)
-    cloud.deploy(deploy_def("cam", url, sha))
-    r = make_runner(cloud, root, store, unpack_archives=False)
-    assert r.cycle()["ok"]
+    r, sha = cycled(cloud, root, store, PKG, unpack_archives=False)
     assert sorted(listdir(r.store.version_dir("cam", sha))) == sorted(["model.tar", META])
     assert named(r.events, "package.unpacked") == []
 
@@ -133,10 +140,8 @@ def hostile():
 
 @each_store
 def test_hostile_packages_fail_and_the_previous_model_stays(cloud, root, store):
-    url, sha = cloud.put("cam/good/model.tar", PKG)
-    cloud.deploy(deploy_def("cam", url, sha))
-    r = make_runner(cloud, root, store, unpack_max_bytes=65536, unpack_max_entries=8)
-    assert r.cycle()["ok"]
+    r, sha = cycled(cloud, root, store, PKG, "cam/good/model.tar", unpack_max_bytes=65536,
+                    unpack_max_entries=8)
     good = active_dir(r, "cam")
     before = everything(root)
     for name, data, words in hostile():
@@ -171,10 +176,7 @@ def test_a_package_larger_than_the_free_space_fails_before_writing(cloud, root, 
 
 @each_store
 def test_a_restart_relinks_the_package_directory(cloud, root, store):
-    url, sha = cloud.put("cam/v1/model.tar", PKG)
-    cloud.deploy(deploy_def("cam", url, sha))
-    r = make_runner(cloud, root, store)
-    assert r.cycle()["ok"]
+    r, sha = cycled(cloud, root, store, PKG)
     link = r.store.active_path("cam")
     if hasattr(r.store, "link"):
         os.remove(link)  # a link lost with a power cut
@@ -189,9 +191,6 @@ def test_a_restart_relinks_the_package_directory(cloud, root, store):
 def test_a_tar_with_a_bad_header_checksum_is_a_plain_file(cloud, root, store):
     data = bytearray(tar_header("w.bin", 4) + b"abcd" + b"\x00" * 1532)
     data[0] ^= 1  # not detected as a tar: deployed as it is
-    url, sha = cloud.put("cam/v1/model.tar", bytes(data))
-    cloud.deploy(deploy_def("cam", url, sha))
-    r = make_runner(cloud, root, store)
-    assert r.cycle()["ok"]
+    r, sha = cycled(cloud, root, store, bytes(data))
     assert result(cloud)["Status"] == "SUCCESS"
     assert "model.tar" in listdir(r.store.version_dir("cam", sha))

@@ -16,24 +16,14 @@ import os
 import tarfile
 import zipfile
 
-import pytest
-from mpdevice import Device, TlsFront, make_pki, require_binary
+import test_mp_cycle
+from mpdevice import Device, require_binary
+from test_mp_cycle import device_config, results_by_name
 
 require_binary()
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def fronts(local_cloud, pki):
-    made = {"edge": TlsFront(local_cloud.endpoint_url, pki),
-            "s3": TlsFront(local_cloud.s3_endpoint_url, pki)}
-    yield made
-    for front in made.values():
-        front.close()
+# The same TLS fronts and CA as test_mp_cycle's (pytest finds fixtures by name).
+pki = test_mp_cycle.pki
+fronts = test_mp_cycle.fronts
 
 
 def tar_of(files, mode="w"):
@@ -57,19 +47,14 @@ def flash_tree(root):
 
 
 def status(cloud, dep):
-    for r in cloud.results():
-        if r["deployment"] == dep["DeploymentName"]:
-            return r["body"]
-    raise AssertionError("no result for " + dep["DeploymentName"])
+    return results_by_name(cloud)[dep["DeploymentName"]]
 
 
 def test_model_packages_and_the_api_on_the_board(local_cloud, fronts, pki, tmp_path):
     cloud = local_cloud
     flash = tmp_path / "flash"
-    config = cloud.agent_config(str(flash / "models"), str(flash / "state"),
-                                endpoint_url=fronts["edge"].url,
-                                s3_endpoint_url=fronts["s3"].url, ca_bundle=pki.ca_path,
-                                capture_s3_uri=cloud.capture_s3_uri, capture_batch_size=1)
+    config = device_config(cloud, fronts, pki, tmp_path, capture_s3_uri=cloud.capture_s3_uri,
+                           capture_batch_size=1)
     weights = os.urandom(20000)
     pkg = tar_of({"model/weights.bin": weights, "model/labels.txt": b"cat\ndog\n"})
     with Device(config, tmp_path, heap=None) as device:
