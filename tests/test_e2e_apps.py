@@ -231,8 +231,15 @@ class _App(threading.Thread):
         self.confirmed = 0
         self.full = 0
         self.stop = False
+        self.error = None
 
     def run(self):
+        try:
+            self._capture_all()
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            self.error = exc
+
+    def _capture_all(self):
         api = AppClient(self.path, timeout=10)
         for i in range(self.count):
             while not self.stop:
@@ -300,7 +307,8 @@ def test_1000_captures_through_the_socket_survive_cuts_and_sigkills(local_cloud,
                 break
             agent = AgentRun(path, timeout=120, once=False)
         else:
-            raise AssertionError("the application confirmed only %d captures" % app.confirmed)
+            raise AssertionError("the application confirmed only %d captures (%r)"
+                                 % (app.confirmed, app.error))
         proxy.rate = 0.0
         agent = AgentRun(path, timeout=300, once=False)
         api = client_when_up(config)
@@ -322,6 +330,7 @@ def test_1000_captures_through_the_socket_survive_cuts_and_sigkills(local_cloud,
         if agent.proc.poll() is None:
             agent.kill()
             agent.finish()
+    assert app.error is None, app.error
     assert app.confirmed == count and kills >= 5 and cuts >= 2, (app.confirmed, kills, cuts)
     assert peak <= buffer_bytes
     # Exactly as sent: the record the agent builds from what the application sent.
