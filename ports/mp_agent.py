@@ -76,7 +76,7 @@ class Agent(Runner):
 
     def cycle(self):
         report = Runner.cycle(self)
-        if self._apps is not None or self.config["capture_s3_uri"]:
+        if self.config["capture_s3_uri"]:
             self.apps.step()  # after the deployments and the heartbeat, bounded
         return report
 
