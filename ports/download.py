@@ -34,7 +34,6 @@ from edgecore import agent, s3url
 from edgecore.checksum import Verifier
 from edgecore.errors import ChecksumMismatch, EdgecoreError, TransportError
 from edgecore_ports import ascii_digits, content_range_total
-from edgecore_ports.modelpkg import unpack_staged
 from edgecore_ports.store import (
     META,
     POINTER,
@@ -295,6 +294,8 @@ def download(runner, action):
             problem = check_signature(runner, bucket, key, where, handle, part.path)
             if problem is not None:
                 return _failed(runner, part, handle, where, problem)
+        from edgecore_ports.modelpkg import unpack_staged  # a board imports it when used
+
         problem = unpack_staged(runner, part, meta)
         if problem is not None:
             return _failed(runner, part, handle, where, problem)
