@@ -69,8 +69,13 @@ class AppServices:
             log=runner.log, locate=runner.s3_location, timeout=config["request_timeout"])
 
     def refresh(self, state):
-        """The runner saved ``state``: the API shows it (watchers woken if it changed)."""
-        self.models.update(models_from_state(state))
+        """The runner saved ``state``: the API shows it (watchers woken if it changed).
+        Never raises: the executor's save must not fail for the API's sake."""
+        try:
+            self.models.update(models_from_state(state))
+        except Exception as exc:
+            self.runner.log("error", "localapi.refresh_failed",
+                            reason="%s: %s" % (exc.__class__.__name__, exc))
 
     def step(self):
         """One bounded step of capture uploads (sealing, at most one PUT with its
