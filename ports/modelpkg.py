@@ -22,6 +22,25 @@ import os
 
 from edgecore_ports.store import CONTENT, META, sync_dir, write_json
 
+_OCTAL_FIELD = b"01234567 \x00"
+
+
+def _could_be_archive(path, buf):
+    """A cheap necessary condition for ``archive.detect_file`` (a zip or gzip magic, or a
+    tar header's shape: the ustar magic, or octal checksum digits and a known type
+    flag), read into ``buf``: a plain model file never loads the archive modules (1-2 KB
+    of a board's heap)."""
+    with open(path, "rb") as f:
+        n = f.readinto(buf)
+    head = bytes(buf[:min(n or 0, 512)])
+    if head[:2] in (b"PK", b"\x1f\x8b"):
+        return True
+    if len(head) < 512 or head[0] == 0:
+        return False
+    return head[257:262] == b"ustar" or (
+        head[156:157] in (b"0", b"\x00", b"1", b"2", b"3", b"4", b"5", b"6", b"7")
+        and all(c in _OCTAL_FIELD for c in head[148:156]))
+
 
 def _sha256(path, buf):
     """Hex SHA-256 of a file (None where hashlib has no sha256), read through ``buf``."""
@@ -46,7 +65,7 @@ def unpack_staged(runner, part, meta):
     package; ``meta`` (its edgecore.json dict) is updated. Returns None (done, or not a
     package) or the reason the model fails."""
     config = runner.config
-    if not config["unpack_archives"]:
+    if not config["unpack_archives"] or not _could_be_archive(part.path, runner.buf):
         return None
     from edgecore_ports import archive
 
