@@ -1,5 +1,5 @@
-"""Application serving: capture throughput to the local S3, and the RSS of a process
-serving the local API idle and under 100 connected clients.
+"""Application serving: capture throughput to the local S3, and the RSS of the agent
+process (``edgecore run``, serving the local API) idle and under 100 connected clients.
 
     python benchmarks/bench_apps.py [--records 2000] [--small 1024] [--large 65536]
 
@@ -10,9 +10,10 @@ with boto3's ``put_object`` (the reference); edgecore's upload time also include
 finishing each batch (done.log append + fsync, removing its files), which boto3 does
 not do. MB/s counts the JSON Lines bytes uploaded.
 
-RSS: a child process runs ``LocalApiServer`` with a small fake backend; VmRSS is read
-from /proc when idle, then with 100 clients connected, each holding a WatchModels
-long-poll (a thread each on the server), beside a bare interpreter's RSS.
+RSS: the real agent (``edgecore run``, its service loop) against the local cloud with a
+model deployed and capture on; VmRSS is read from /proc once its first cycle is done
+(the API idle), then with 100 clients connected, each holding a WatchModels long-poll
+(a thread each in the agent), beside a bare interpreter's RSS.
 """
 
 import argparse
@@ -27,18 +28,6 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-SERVER = r"""
-import sys, time
-from edgecore_ports import appapi
-from edgecore_ports.localapi import LocalApiServer
-models = appapi.ModelSet(appapi.models_from_state({"active": {"m-1": {"sha1": "a" * 40,
-    "path": "/m/m-1", "activated": 1}}, "pending": []}))
-LocalApiServer(appapi.AppApi(models), sys.argv[1], max_connections=200).start()
-print("ready", flush=True)
-sys.stdin.read()
-"""
-
-
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -47,22 +36,38 @@ def rss_kib(pid):
     return 0
 
 
-def bench_rss(clients=100):
-    tmp = tempfile.mkdtemp()
-    path = os.path.join(tmp, "api.sock")
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    bare = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
-                            stdin=subprocess.PIPE, env=env)
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, path], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, env=env)
-    try:
-        assert proc.stdout.readline().strip() == b"ready"
-        time.sleep(0.5)
-        base = rss_kib(bare.pid)
-        idle = rss_kib(proc.pid)
-        from edgecore_ports.app import AppClient
+def bench_rss(s3, clients=100):
+    from edgecore_ports.app import AppClient
+    from edgecore_tools.demo import agent_env
+    from edgecore_tools.localcloud import LocalCloud
 
-        version = AppClient(path).list_models()["Version"]
+    tmp = tempfile.mkdtemp()
+    cloud = LocalCloud.start(os.path.join(tmp, "cloud"), s3=s3)
+    cloud.deploy("m-1", "model", "1.0", data=os.urandom(256 * 1024))
+    config = cloud.agent_config(os.path.join(tmp, "models"), os.path.join(tmp, "state"),
+                                capture_s3_uri=cloud.capture_s3_uri)
+    conf = os.path.join(tmp, "agent.json")
+    with open(conf, "w") as f:
+        json.dump(config, f)
+    path = os.path.join(tmp, "state", "api.sock")
+    bare = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                            stdin=subprocess.PIPE)
+    agent = subprocess.Popen([sys.executable, "-m", "edgecore_tools.cli", "run", "--config",
+                              conf], stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env=agent_env())
+    try:
+        api = AppClient(path)
+        for _ in range(600):
+            try:
+                if api.list_models()["Models"] and cloud.heartbeats():
+                    break
+            except OSError:
+                api.close()
+            time.sleep(0.1)
+        time.sleep(1.0)
+        base = rss_kib(bare.pid)
+        idle = rss_kib(agent.pid)
+        version = api.list_models()["Version"]
         socks = []
         for _ in range(clients):
             s = socket.socket(socket.AF_UNIX)
@@ -71,20 +76,21 @@ def bench_rss(clients=100):
                       % version.encode())
             socks.append(s)
         time.sleep(2.0)
-        busy = rss_kib(proc.pid)
+        busy = rss_kib(agent.pid)
         answered = AppClient(path).list_models()["Models"] != []
         for s in socks:
             s.close()
     finally:
-        for p in (proc, bare):
-            p.stdin.close()
-            p.kill()
-            p.wait()
-    print("local API server RSS (VmRSS)")
-    print("  bare interpreter                : %6.1f MiB" % (base / 1024.0))
-    print("  API server, idle                : %6.1f MiB (+%.1f over bare)"
+        bare.stdin.close()
+        bare.wait()
+        agent.terminate()
+        agent.wait(30)
+        cloud.stop()
+    print("agent process RSS (VmRSS; `edgecore run` serving the local API, capture on)")
+    print("  bare interpreter                 : %6.1f MiB" % (base / 1024.0))
+    print("  agent, API idle                  : %6.1f MiB (+%.1f over bare)"
           % (idle / 1024.0, (idle - base) / 1024.0))
-    print("  API server, %d clients watching : %6.1f MiB (+%.1f over idle, %.1f KiB/client); "
+    print("  agent, %d clients watching      : %6.1f MiB (+%.1f over idle, %.1f KiB/client); "
           "others still served: %s" % (clients, busy / 1024.0, (busy - idle) / 1024.0,
                                        (busy - idle) / float(clients), answered))
 
@@ -108,10 +114,10 @@ def bench_capture(s3, key, records, payload):
     class TimedUploader(capture.Uploader):
         put_time = 0.0
 
-        def _put(self, url, body):
+        def _put(self, key, body):
             t0 = time.perf_counter()
             try:
-                return capture.Uploader._put(self, url, body)
+                return capture.Uploader._put(self, key, body)
             finally:
                 TimedUploader.put_time += time.perf_counter() - t0
 
@@ -174,9 +180,9 @@ def main():
         key = _writer_key(s3)
         bench_capture(s3, key, args.records, args.small)
         bench_capture(s3, key, max(100, args.records // 10), args.large)
+        bench_rss(s3, args.clients)
     finally:
         s3.stop()
-    bench_rss(args.clients)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
     edgecore status --config FILE [--json]
 
 ``run`` polls GetDeployments, applies deployments (download, verify, activate), and
-sends heartbeats every ``heartbeat_interval`` seconds until SIGTERM/SIGINT; with
+sends heartbeats every ``heartbeat_interval`` seconds until SIGTERM/SIGINT, serving the
+applications' local API meanwhile (``edgecore_ports.appservice``: the Unix socket,
+capture uploads); with
 ``--once`` it does one full cycle and exits 0 when the poll and the heartbeat succeeded
 (a deployment that FAILed and was reported still counts), 1 otherwise. Exit 78
 (EX_CONFIG) means "fix the configuration": the config file or the credentials are
@@ -317,6 +319,16 @@ def cmd_run(args):
         return 0
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    from edgecore_ports.appservice import AppServices
+
+    # The applications' API (socket, capture uploads): the service loop only, not --once.
+    # Deployments and heartbeats go on without it when it cannot start.
+    apps = None
+    try:
+        apps = AppServices(runner)
+        apps.serve()
+    except (OSError, ValueError) as exc:
+        log("error", "apps.unavailable", reason="%s: %s" % (exc.__class__.__name__, exc))
     sd_notify("READY=1")
     start_watchdog(stop)
     try:
@@ -326,6 +338,8 @@ def cmd_run(args):
     finally:
         stop.set()  # ends the watchdog thread
         sd_notify("STOPPING=1")
+        if apps is not None:
+            apps.stop()
     log("info", "agent.stopped")
     return 0
 

@@ -5,7 +5,11 @@ server embedded, SigV4 checked on every request) and the S3 stand-in (moto, sign
 temporary directory, register device "demo-device" in fleet "demo-fleet", generate a
 small model, deploy it, write the agent's config and run ``edgecore run --once`` until
 the model is active on disk and the cloud has received a heartbeat whose
-DeploymentResult says SUCCESS. Then print what happened. Exits non-zero, saying why, if
+DeploymentResult says SUCCESS. Then print what happened. Then the application's side:
+start the agent's service loop, and, as an application on its local API socket would,
+list the models, record an inference and capture one input/output pair, wait until the
+agent has uploaded it and show it arriving in the cloud's S3 (``captures/...``), then
+stop the agent with SIGTERM. Exits non-zero, saying why, if
 any step fails; Ctrl-C (or SIGTERM) stops everything it started, removes its temporary
 directory and exits 130 without a traceback. Needs no Node.js (only the tests'
 MicroPython runner does).
@@ -74,6 +78,8 @@ def prepare(workdir, model_size=64 * 1024, s3=None):
             os.path.join(workdir, "device", "state"),
             heartbeat_interval=5,
             board="linux",
+            capture_s3_uri=cloud.capture_s3_uri,
+            capture_push_interval=1,
         )
         config_path = os.path.join(workdir, "device", "agent.json")
         os.makedirs(os.path.dirname(config_path), exist_ok=True)
@@ -186,6 +192,66 @@ def report(cloud, deployment, model_path, heartbeat, runs):
     print("\n".join(lines))
 
 
+CAPTURE_ID = "demo-capture-0001"
+
+
+def run_application(cloud, config_path, timeout=60):
+    """The application's side (see the module doc); prints what arrived in S3."""
+    from edgecore_ports.app import AppClient, tensor
+    from edgecore_ports.appconfig import api_socket_path
+
+    with open(config_path) as f:
+        sock = api_socket_path(json.load(f))
+    cmd = [sys.executable, "-m", AGENT_MODULE, "run", "--config", config_path]
+    step("the application's side: `edgecore run` serves the local API on %s" % sock)
+    agent = subprocess.Popen(cmd, env=agent_env(), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        api = AppClient(sock, timeout=10)
+        end = time.monotonic() + timeout
+        models = None
+        while models is None:
+            try:
+                models = api.list_models()["Models"]
+            except OSError:
+                if agent.poll() is not None or time.monotonic() > end:
+                    raise DemoFailed("the agent's local API did not answer on %s" % sock) from None
+                time.sleep(0.1)
+        step("ListModels: %s" % ", ".join("%s at %s" % (m["ModelHandle"], m["Path"])
+                                          for m in models))
+        api.record_inference(HANDLE, latency_ms=12.5)
+        frame = bytes(range(16))
+        api.capture_data(HANDLE, CAPTURE_ID, inputs=[tensor("frame", frame, "uint8", [4, 4])],
+                         outputs=[{"name": "scores", "json": {"class": 3, "p": 0.91}}])
+        step("RecordInference and CaptureData sent; waiting for the upload")
+        while api.get_capture_data_status(CAPTURE_ID)["Status"] != "SUCCESS":
+            if time.monotonic() > end:
+                raise DemoFailed("capture %s not uploaded within %ss" % (CAPTURE_ID, timeout))
+            time.sleep(0.2)
+        api.close()
+    finally:
+        if agent.poll() is None:
+            agent.send_signal(signal.SIGTERM)
+        try:
+            _, err = agent.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            _, err = agent.communicate()
+    if agent.returncode != 0:
+        raise DemoFailed("the agent exited %d after SIGTERM:\n%s" % (agent.returncode,
+                                                                     _tail(err)))
+    (obj,) = [o for o in cloud.captures(DEVICE) if any(
+        r.get("captureId") == CAPTURE_ID for r in o["records"])]
+    (record,) = obj["records"]
+    print("\n".join([
+        "",
+        "edgecore demo: the application's capture arrived in S3",
+        "  object:       s3://%s/%s (%d bytes, JSON Lines)" % (cloud.bucket, obj["key"],
+                                                              obj["bytes"]),
+        "  record:       %s" % json.dumps(record, sort_keys=True),
+    ]))
+
+
 def reported_model(body, definition):
     """What the cloud recorded from the device's heartbeat for the deployed model: its
     name and version there (the agent reads them from the artifact's S3 metadata, which
@@ -248,6 +314,8 @@ def run_demo(workdir, max_runs=5, model_size=64 * 1024, agent_cmd=None, s3=None)
                     last.returncode, _tail(last.stderr))
             raise DemoFailed("after %d agent runs: %s%s" % (runs, "; ".join(missing), detail))
         report(cloud, deployment, model_path, heartbeat, runs)
+        if agent_cmd is None:  # the real agent: its local API too
+            run_application(cloud, config_path)
     finally:
         cloud.stop()
 

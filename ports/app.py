@@ -15,7 +15,7 @@ only: this file can be copied into an application as it is).
 Each method is one HTTP/1.1 request on the agent's Unix socket (docs/local-api.md);
 the MicroPython agent offers the same methods in-process (``edgecore_ports.appapi``).
 A refusal raises ``ApiError`` (``status``, ``code``, ``message``, ``field``); a socket
-that cannot be reached raises ``OSError``.
+that cannot be reached, or an answer cut short (the agent stopped), raises ``OSError``.
 """
 
 import base64
@@ -117,6 +117,13 @@ class AppClient:
                 if attempt:
                     raise
                 continue
+            except http.client.HTTPException as exc:
+                # An answer cut short (the agent stopped or was killed mid-answer): an
+                # OSError like any other lost connection, never retried here (a capture
+                # may have been taken: a retry is answered CaptureIdInUse).
+                self.close()
+                raise ConnectionError("the agent's answer was cut short (%s: %s)"
+                                      % (exc.__class__.__name__, exc)) from None
             except BaseException:
                 self.close()
                 raise

@@ -225,8 +225,9 @@ class AppApi:
 
     def record_inference(self, handle, latency_ms=None, sample_time=None):
         _handle(handle, "RecordInference")
-        _number(latency_ms, "RecordInference", "LatencyMs")
-        _number(sample_time, "RecordInference", "SampleTime")
+        # The bounds a heartbeat can carry (agent.check_inference's).
+        _number(latency_ms, "RecordInference", "LatencyMs", hi=agent.MAX_LATENCY_MS)
+        _number(sample_time, "RecordInference", "SampleTime", hi=agent.MAX_TIME)
         if self._record_inference is None or not self._record_inference(
                 handle, latency_ms, sample_time):
             raise ApiError(404, "ModelNotActive", "RecordInference: model %s is not active"

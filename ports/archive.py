@@ -415,8 +415,7 @@ def _copy(src, f, path, size, buf):
         )
 
 
-def _extract(reader, plan, root):
-    buf = bytearray(CHUNK)
+def _extract(reader, plan, root, buf):
     made = [root]
     later = []
     i = 0
@@ -458,9 +457,10 @@ def _extract(reader, plan, root):
 
 
 def unpack(path, target, fmt=None, free_bytes=None, max_bytes=DEFAULT_MAX_BYTES,
-           max_entries=DEFAULT_MAX_ENTRIES, impl=None):
+           max_entries=DEFAULT_MAX_ENTRIES, impl=None, buf=None):
     """Unpack the archive at ``path`` into the new directory ``target`` (see the module
-    doc). ``free_bytes``: the space that may be used (None: not checked). Returns
+    doc). ``free_bytes``: the space that may be used (None: not checked); ``buf``: the
+    copy buffer (a board passes the executor's one buffer; default CHUNK bytes). Returns
     ``{"format", "entries", "bytes"}``; raises ArchiveError."""
     if fmt is None:
         fmt = detect_file(path)
@@ -485,7 +485,7 @@ def unpack(path, target, fmt=None, free_bytes=None, max_bytes=DEFAULT_MAX_BYTES,
     reader = open_reader(path, fmt, impl, max_entries)
     try:
         os.mkdir(tmp)
-        _extract(reader, plan, tmp)
+        _extract(reader, plan, tmp, bytearray(CHUNK) if buf is None else buf)
         os.rename(tmp, target)
     except BaseException as exc:
         reader.close()

@@ -23,12 +23,14 @@ key) or reported FAILURE.
 are waiting or the oldest has waited ``push_interval`` seconds, and PUTs each as
 ``<prefix>/<fleet>/<device>/<handle>/<yyyy>/<mm>/<dd>/<hh>/<batch id>.jsonl`` (the hour
 the batch was sealed, UTC), signed with ``edgecore.sigv4`` (service ``s3``) and sent
-through the port's ``open``. Network errors, 5xx, 429 and 408 are retried with
-exponential backoff (jittered, capped at ``max_backoff`` seconds) for as long as the batch
-is buffered: an offline device keeps its captures. A skewed clock (``on_skew``) and an
-expired token (``credentials.invalidate()``) are fixed and retried at once. Other
-refusals (403 AccessDenied, 404 NoSuchBucket...) are retried ``max_refusals`` times,
-then the batch's captures are marked FAILURE with the reason.
+through the port's ``open`` with a deadline (``timeout`` seconds for the whole PUT).
+The object's URL and signing region come from ``locate(bucket, key)`` (the agent's: the
+SDKs' endpoint rules, FIPS, dual-stack, a bucket's learnt region). Network errors, 5xx,
+429 and 408 are retried with exponential backoff (jittered, capped at ``max_backoff``
+seconds) for as long as the batch is buffered: an offline device keeps its captures. A
+skewed clock (``on_skew``) and an expired token (``credentials.invalidate()``) are fixed
+and retried at once. Other refusals (403 AccessDenied, 404 NoSuchBucket...) are retried
+``max_refusals`` times, then the batch's captures are marked FAILURE with the reason.
 
 ``step()`` does a bounded amount of work (seal what is due, at most one PUT): the
 MicroPython agent calls it once per cycle. ``start()``/``stop()`` run it in a thread on
@@ -461,8 +463,10 @@ def parse_s3_uri(uri):
 class Uploader:
     """Uploads the store's batches; see the module doc.
 
-    ``http``: an object with ``open(method, url, headers, body)`` (the port's
-    transport); ``credentials``: ``edgecore.Credentials`` or a provider with
+    ``http``: an object with ``open(method, url, headers, body, deadline=)`` (the port's
+    transport); ``locate(bucket, key) -> (url, signing region)`` (default: ``region`` and
+    ``endpoint_url`` / ``addressing_style``); ``timeout``: seconds one PUT may take in
+    all; ``credentials``: ``edgecore.Credentials`` or a provider with
     ``get(now)`` (and ``invalidate()``); ``now``: the signing clock (epoch seconds,
     skew-corrected by the agent); ``on_skew(date_header) -> bool``: corrects that
     clock from a server's ``Date``; ``log(level, event, **fields)``.
@@ -472,17 +476,14 @@ class Uploader:
                  endpoint_url=None, addressing_style="auto", batch_size=DEFAULT_BATCH_SIZE,
                  push_interval=DEFAULT_PUSH_INTERVAL, max_batch_bytes=MAX_BATCH_BYTES,
                  max_refusals=MAX_REFUSALS, max_backoff=MAX_BACKOFF, rand=None, on_skew=None,
-                 log=None):
+                 log=None, locate=None, timeout=120):
         self.store = store
         self.bucket, self.prefix = parse_s3_uri(s3_uri)
         self.fleet = fleet
         self.device = device
-        self.region = region
         self.http = http
         self.credentials = credentials
         self.now = now
-        self.endpoint_url = endpoint_url
-        self.addressing_style = addressing_style
         self.batch_size = batch_size
         self.push_interval = push_interval
         self.max_batch_bytes = max_batch_bytes
@@ -495,6 +496,9 @@ class Uploader:
         self.rand = rand
         self.on_skew = on_skew
         self.log = log or (lambda level, event, **fields: None)
+        self.locate = locate or (lambda bucket, key: (s3url.object_url(
+            bucket, key, region, endpoint_url, addressing_style), region))
+        self.timeout = timeout
         self.retry_at = {}  # batch -> monotonic time of its next attempt
         self.failures = {}  # batch -> (network/5xx failures, refusals)
         self._thread = None
@@ -541,16 +545,18 @@ class Uploader:
         c = self.credentials
         return c.get(self.now()) if hasattr(c, "get") else c
 
-    def _put(self, url, body):
-        """(status, error code, Date header) of one signed PUT."""
+    def _put(self, key, body):
+        """(status, error code, Date header) of one signed PUT, within ``timeout``."""
+        url, region = self.locate(self.bucket, key)
         creds = self._credentials()
-        headers = sigv4.sign_request(
+        url, headers = sigv4.sign(
             "PUT", url, {"Content-Type": "application/x-ndjson"}, body,
             access_key=creds.access_key, secret_key=creds.secret_key,
-            session_token=creds.session_token, region=self.region, service="s3",
+            session_token=creds.session_token, region=region, service="s3",
             timestamp=self.now(),
         )
-        resp = self.http.open("PUT", url, headers, body)
+        resp = self.http.open("PUT", url, headers, body,
+                              deadline=self.store.monotonic() + self.timeout)
         try:
             status = resp.status
             code = None
@@ -566,13 +572,11 @@ class Uploader:
         """One attempt (plus an immediate retry after each of a clock and a credentials fix);
         True when the batch was uploaded."""
         key = self.key(bname)
-        url = s3url.object_url(self.bucket, key, self.region, self.endpoint_url,
-                               self.addressing_style)
         body = self.store.batch_body(bname)
         fixed_clock = fixed_creds = False
         while True:
             try:
-                status, code, date = self._put(url, body)
+                status, code, date = self._put(key, body)
             except (EdgecoreError, OSError) as exc:
                 status, code, date = None, None, None
                 reason = "PUT s3://%s/%s: %s" % (self.bucket, key, exc)

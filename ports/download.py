@@ -24,6 +24,7 @@ bytes without a matching sidecar are fetched again.
 
 Signatures (CPython with ``cryptography``): with ``artifact_signing_key`` set, the
 verified artifact must also match ``<key>.sig`` (see ``edgecore_ports.signing``).
+Then a model package is unpacked into the version (``edgecore_ports.modelpkg``).
 """
 
 import errno
@@ -258,7 +259,9 @@ def download(runner, action):
         problem = None
         if runner.signing_key is not None:
             name = meta.get("file") or artifact_name(key)
-            problem = check_signature(runner, bucket, key, where, handle, vdir + "/" + name)
+            # An unpacked package's artifact is gone: its SHA-256 was kept (modelpkg).
+            problem = check_signature(runner, bucket, key, where, handle, vdir + "/" + name,
+                                      meta.get("sha256") if meta.get("package") else None)
         return _failed(runner, None, handle, where, problem) if problem else agent.succeeded(meta)
     url = runner.s3_location(bucket, key)[0]
     part = Staged(runner.store.staging_dir(handle, sha1), artifact_name(key), sha1, handle, url)
@@ -291,6 +294,11 @@ def download(runner, action):
             problem = check_signature(runner, bucket, key, where, handle, part.path)
             if problem is not None:
                 return _failed(runner, part, handle, where, problem)
+        from edgecore_ports.modelpkg import unpack_staged  # a board imports it when used
+
+        problem = unpack_staged(runner, part, meta)
+        if problem is not None:
+            return _failed(runner, part, handle, where, problem)
         runner.store.commit(part.dir, vdir)
     except DownloadError as exc:
         reason = str(exc)
@@ -442,11 +450,12 @@ def _receive(runner, resp, part, f, verifier, total, room, where):
                 % (where, slow, RATE_WINDOW, runner.config["min_download_rate"]))
 
 
-def check_signature(runner, bucket, key, where, handle, path):
+def check_signature(runner, bucket, key, where, handle, path, digest=None):
     """None when the artifact at ``path`` may be activated, else the reason it may not.
 
     The file has passed its SHA1 check; it is re-read once for its SHA-256 (constant
-    memory) and checked against ``<key>.sig`` with the pinned key. A signature S3 says
+    memory; ``digest`` when it is known and the file gone) and checked against
+    ``<key>.sig`` with the pinned key. A signature S3 says
     is not there (404, or 403 AccessDenied without list permission) is missing: a
     failure when ``require_artifact_signature``, else a warning."""
     from edgecore_ports import signing
@@ -473,7 +482,8 @@ def check_signature(runner, bucket, key, where, handle, path):
     if body is None:
         return "artifact signature %s is larger than %d bytes" % (sig_where,
                                                                   signing.MAX_SIGNATURE)
-    digest = signing.file_sha256(path)
+    if digest is None:
+        digest = signing.file_sha256(path)
     if not signing.verify(runner.signing_key, body, digest):
         return "artifact signature does not verify with the pinned key: %s (sha256 %s)" % (
             sig_where, digest)

@@ -9,6 +9,7 @@ no symlinks). Runs on CPython too (tests). Use::
     a = Agent(config)            # config: the agent.json dict (edgecore_ports.agentconfig)
     a.cycle()                    # poll -> download -> verify -> activate -> heartbeat
     a.run(feed=wdt.feed)         # forever, every heartbeat_interval seconds
+    a.api.list_models()          # the applications' API, in-process (edgecore_ports.appapi)
 
 Layout under ``model_dir``::
 
@@ -16,7 +17,13 @@ Layout under ``model_dir``::
     <handle>/<sha1>/<file>     a verified version (+ edgecore.json, its metadata)
     <handle>/<sha1>.tmp/       a download in progress (+ .resume.json: resumed after a reset)
 
-An application finds its model with ``active_model(model_dir, handle)``.
+An application finds its model with ``active_model(model_dir, handle)``, or through
+``a.api``: the same operations as the Linux agent's local API (ListModels,
+DescribeModel, WatchModels, RecordInference, CaptureData, GetCaptureDataStatus) as
+methods, built on first use (``edgecore_ports.appservice``; nothing is allocated for it
+until then). With ``capture_s3_uri`` set, each ``cycle()`` ends with one bounded step
+of capture uploads (at most one PUT, with the ``request_timeout`` deadline), after the
+deployments and the heartbeat.
 """
 
 import gc
@@ -73,6 +80,28 @@ class Agent(Runner):
             from edgecore_ports import micropython as port
         http = make_http(port, config, connect=connect)
         Runner.__init__(self, config, port=port, http=http, store=PointerStore, **kwargs)
+        self._apps = None
+
+    @property
+    def api(self):
+        """The applications' ``AppApi`` (created on first use; see the module doc)."""
+        return self.apps.api
+
+    @property
+    def apps(self):
+        if self._apps is None:
+            if self.state is None:
+                self.start()
+            from edgecore_ports.appservice import AppServices
+
+            self._apps = AppServices(self)
+        return self._apps
+
+    def cycle(self):
+        report = Runner.cycle(self)
+        if self.config["capture_s3_uri"]:
+            self.apps.step()  # after the deployments and the heartbeat, bounded
+        return report
 
     def start(self):
         """Runner.start, then (MicroPython) the heap set out for the cycles: see

@@ -126,6 +126,10 @@ class Runner:
     ``rand``/``sleep`` (backoff), ``crash_hook`` (``callable(point)``, for crash tests),
     ``feed`` (a watchdog: called after every request, action and download chunk, and
     every second between cycles), ``buffer_size`` (the download buffer).
+
+    ``on_saved`` (``callable(state)``, None by default): called after every save that
+    wrote the state, on the thread that saved, with the lock held where the save took
+    it; the local API's model set follows the state through it (``appservice``).
     """
 
     def __init__(self, config, port=None, credentials=None, http=None, store=None,
@@ -165,6 +169,7 @@ class Runner:
         self.bucket_regions = {}  # bucket -> the region S3 said it is in (issue 12 item 4)
         self._lock = new_lock()  # the application's threads record inferences
         self.state = None
+        self.on_saved = None
         self._saved = None  # SHA-256 of the bytes last saved (agentstate.dump; not a copy)
         self._client = None
         self.signing_key = None
@@ -303,16 +308,23 @@ class Runner:
                 on_retry(exc, delay)
             self.sleep(delay)
 
-    def _fix_clock(self):
+    def fix_clock(self, date):
+        """Correct the signing clock from a ``Date`` another thread received (the capture
+        uploader's answers); True when the offset was learnt."""
+        with self._lock:
+            return self._fix_clock(date)
+
+    def _fix_clock(self, date=None):
         from edgecore.amztime import parse_http_date
 
+        date = self.last_date if date is None else date
         try:
-            server = parse_http_date(self.last_date or "")
+            server = parse_http_date(date or "")
         except ValueError:
             return False
         offset = agent.correct_clock(self.state, self.port.clock(), server)
         if offset is None:  # a Date outside 2000..2200: never learnt (issue 11 item 1)
-            self.log("warning", "clock.refused", date=agent.show(self.last_date))
+            self.log("warning", "clock.refused", date=agent.show(date))
             return False
         self.log("warning", "clock.corrected", offset=offset)
         return True
@@ -375,13 +387,17 @@ class Runner:
             # restart).
             self.log("error", "state.not_saved", reason=str(exc))
             return
+        if self.on_saved is not None:
+            self.on_saved(state)
         self.point("saved")
 
     def start(self):
-        """Create directories, load the state and make the disk match it."""
+        """Create directories, load the state and make the disk match it. The state
+        directory is 0710: the agent's group may reach the local API's socket in it
+        (``api.sock``, 0660), and list or read nothing (every file in it is 0600)."""
         makedirs(self.state_dir)
         if hasattr(os, "chmod"):
-            os.chmod(self.state_dir, 0o700)
+            os.chmod(self.state_dir, 0o710)
         self.store.start()
         self.load_state()
         self.recover()

@@ -18,6 +18,12 @@ progress in a staging directory next to it (the bytes so far + ``.resume.json``)
     <handle>/<sha1>/           <artifact>, edgecore.json
     <handle>/<sha1>.tmp/       <artifact so far>, .resume.json
 
+A model package (``edgecore_ports.modelpkg``: a ``.tar``/``.tar.gz``/``.zip`` artifact)
+is unpacked into ``content/`` of its version directory instead of the artifact
+(``edgecore.json`` then says ``"package"``), and the active path is that directory:
+the symlink points at ``.versions/<handle>-<sha1>/content``, the pointer's file is
+``content``.
+
 Only ``os`` calls MicroPython has (no ``os.path``, ``shutil``); the agent's own
 directories are examined with ``lstat`` where it exists, so a symlink planted in their
 place is removed as a link, never followed.
@@ -28,6 +34,7 @@ import os
 
 META = "edgecore.json"
 POINTER = "current.json"
+CONTENT = "content"  # a model package's unpacked directory inside its version
 _lstat = getattr(os, "lstat", os.stat)
 _TYPE, _DIR, _LINK = 0o170000, 0o040000, 0o120000
 
@@ -209,7 +216,12 @@ class SymlinkStore(Store):
         return "%s/%s/%s-%s" % (self.root, self.STAGING, handle, sha1)
 
     def _target(self, handle, sha1):
-        return "%s/%s-%s" % (self.VERSIONS, handle, sha1)
+        """The link's target: the version directory, or its unpacked package."""
+        target = "%s/%s-%s" % (self.VERSIONS, handle, sha1)
+        meta = self.read_meta(self.root + "/" + target)
+        if meta is not None and meta.get("package"):
+            target += "/" + CONTENT
+        return target
 
     def link(self, handle):
         self._check(handle)

@@ -25,7 +25,7 @@ echo "$n files compiled"
 
 echo "== mpy-cross: the portable modules that serve applications compile"
 for f in ports/archive.py ports/tarreader.py ports/capture.py ports/appapi.py \
-    ports/appconfig.py; do
+    ports/appconfig.py ports/modelpkg.py ports/appservice.py; do
   mpy-cross -o "$out/$(basename "$f" .py).mpy" "$f"
 done
 

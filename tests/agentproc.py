@@ -1,4 +1,5 @@
-"""An ``edgecore run --once`` agent process for tests that kill it (test_crash, test_soak).
+"""An ``edgecore run --once`` agent process for tests that kill it (test_crash, test_soak),
+or the service loop (``once=False``: test_e2e_apps, which also serves the local API).
 
 The agent runs as ``python -m edgecore_tools.cli`` in ``edgecore_tools.demo.agent_env()``
 (credentials from its config only, this source tree importable); a thread reads its JSON
@@ -18,11 +19,12 @@ from edgecore_tools.demo import agent_env
 class AgentRun:
     """One ``edgecore run --once`` subprocess; a thread reads its JSON log lines."""
 
-    def __init__(self, config_path, timeout=60):
+    def __init__(self, config_path, timeout=60, once=True):
         self.timeout = timeout  # seconds, one run: a hang is a failure, not a wait
         self.t0 = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edgecore_tools.cli", "run", "--config", config_path, "--once"],
+            [sys.executable, "-m", "edgecore_tools.cli", "run", "--config", config_path]
+            + (["--once"] if once else []),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -80,6 +82,10 @@ class AgentRun:
             self.proc.send_signal(signal.SIGKILL)
             self.killed_at = time.monotonic() - self.t0
             return True
+
+    def terminate(self):
+        """SIGTERM (the service manager's stop); then ``finish()``."""
+        self.proc.send_signal(signal.SIGTERM)
 
     def kill_after(self, delay):
         if delay > 0:

@@ -156,6 +156,12 @@ class Device:
         self.proc.stdin.flush()
         return json.loads(self._until("REPORT "))
 
+    def api(self, op, *args):
+        """``agent.api.<op>(*args)`` on the device: (True, result) or (False, error)."""
+        self.proc.stdin.write("api %s\n" % json.dumps([op, list(args)]))
+        self.proc.stdin.flush()
+        return tuple(json.loads(self._until("API ")))
+
     def transcript(self, limit=80):
         """The last output lines, without the heap map of a MemoryError (its summary and
         the traceback stay)."""

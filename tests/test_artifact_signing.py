@@ -105,24 +105,30 @@ class Killed(Exception):
     pass
 
 
-def test_version_staged_before_the_key_was_pinned_is_checked(local_cloud, tmp_path):
-    """A version verified and moved into .versions while no key was pinned, the agent
-    killed before activating it, restarted with a key: the version on disk is not
-    trusted, it needs its signature like a new download."""
+def staged_then_killed(cloud, tmp_path):
+    """A cycle without a signing key, killed right after the download: the version is
+    verified and in .versions, never activated."""
     from edgecore import agent
-
-    _, pub = write_keys(tmp_path, "ed25519")
-    unsigned = b"unsigned model " * 1000
-    d = local_cloud.deploy("cam", "detector", "1.0", data=unsigned)
-    r = make_runner(local_cloud, tmp_path)
 
     def kill_after_download(point):
         if point == "executed-" + agent.DOWNLOAD:
             raise Killed(point)
 
+    r = make_runner(cloud, tmp_path)
     r.crash_hook = kill_after_download
     with pytest.raises(Killed):
         r.cycle()
+
+
+def test_version_staged_before_the_key_was_pinned_is_checked(local_cloud, tmp_path):
+    """A version verified and moved into .versions while no key was pinned, the agent
+    killed before activating it, restarted with a key: the version on disk is not
+    trusted, it needs its signature like a new download."""
+
+    _, pub = write_keys(tmp_path, "ed25519")
+    unsigned = b"unsigned model " * 1000
+    d = local_cloud.deploy("cam", "detector", "1.0", data=unsigned)
+    staged_then_killed(local_cloud, tmp_path)
     sha1 = hashlib.sha1(unsigned).hexdigest()
     assert (tmp_path / "models" / ".versions" / ("cam-" + sha1)).is_dir()
     r = make_runner(local_cloud, tmp_path, artifact_signing_key=pub,
@@ -131,6 +137,38 @@ def test_version_staged_before_the_key_was_pinned_is_checked(local_cloud, tmp_pa
     status, reason = result(local_cloud, d)
     assert status == "FAIL" and "artifact signature missing" in reason, reason
     assert not os.path.lexists(str(tmp_path / "models" / "cam"))
+    assert not any(e[1] == "download.verified" for e in r.events)  # not fetched again
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_a_package_staged_before_the_key_was_pinned_is_checked_by_its_digest(
+        local_cloud, tmp_path, signed):
+    """The same with a model package: its artifact is gone once unpacked, the SHA-256
+    kept in edgecore.json is what the signature is checked against."""
+    import io
+    import tarfile
+
+
+    priv, pub = write_keys(tmp_path, "ed25519")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        info = tarfile.TarInfo("model/weights.bin")
+        info.size = 5000
+        tf.addfile(info, io.BytesIO(b"w" * 5000))
+    d = local_cloud.deploy("cam", "detector", "1.0", data=buf.getvalue(),
+                           signing_key=priv if signed else None)
+    staged_then_killed(local_cloud, tmp_path)
+    vdir = tmp_path / "models" / ".versions" / ("cam-" + hashlib.sha1(buf.getvalue()).hexdigest())
+    assert sorted(os.listdir(str(vdir))) == ["content", "edgecore.json"]
+    r = make_runner(local_cloud, tmp_path, artifact_signing_key=pub,
+                    require_artifact_signature=True)
+    assert r.cycle()["ok"]
+    status, reason = result(local_cloud, d)
+    if signed:
+        assert status == "SUCCESS", reason
+        assert (tmp_path / "models" / "cam" / "model" / "weights.bin").read_bytes() == b"w" * 5000
+    else:
+        assert status == "FAIL" and "artifact signature missing" in reason, reason
     assert not any(e[1] == "download.verified" for e in r.events)  # not fetched again
 
 

@@ -254,7 +254,8 @@ class Http:
         self.script = list(script)
         self.sent = []
 
-    def open(self, method, url, headers, body=b""):
+    def open(self, method, url, headers, body=b"", deadline=None):
+        assert deadline is not None  # every PUT is bounded
         self.sent.append((method, url, headers, body))
         item = self.script.pop(0) if self.script else Resp(200)
         if isinstance(item, Exception):

@@ -120,6 +120,33 @@ def test_numpy_like_tensor():
     assert t == {"name": "a", "dtype": "int16", "shape": [2, 2], "data": b"\x01\x00" * 4}
 
 
+def test_an_answer_cut_short_is_an_oserror_for_the_client(tmp_path):
+    """An agent killed mid-answer: the client raises OSError (as for any lost connection),
+    not http.client's IncompleteRead, so an application's "agent down, retry" path
+    covers it."""
+    path = str(tmp_path / "cut.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+
+    def answer_half():
+        conn, _ = srv.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 50\r\n\r\n{\"Models\": [")
+        conn.close()
+
+    t = threading.Thread(target=answer_half)
+    t.start()
+    try:
+        with pytest.raises(OSError) as info:
+            AppClient(path, timeout=5).list_models()
+        assert "cut short" in str(info.value)
+    finally:
+        t.join(5)
+        srv.close()
+
+
 def test_socket_is_0660_and_replaces_only_a_stale_socket(tmp_path):
     r = Rig(tmp_path)
     try:

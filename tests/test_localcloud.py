@@ -747,6 +747,12 @@ def test_demo_end_to_end_with_the_real_agent(tmp_path, capsys, moto_s3):
     active = out.split("active model: ", 1)[1].split("\n", 1)[0]
     with open(active, "rb") as f:
         assert hashlib.sha1(f.read()).hexdigest() == sha1
+    # The application's side: a capture sent through the socket, shown arriving in S3.
+    assert "edgecore demo: the application's capture arrived in S3" in out
+    assert "  object:       s3://edgecore-models-" in out
+    assert "/captures/demo-fleet/demo-device/demo-model/" in out
+    record = json.loads(out.split("  record:       ", 1)[1].split("\n", 1)[0])
+    assert record["captureId"] == "demo-capture-0001" and record["modelSha1"] == sha1
 
 
 # --------------------------------------------------------------- CLI plumbing

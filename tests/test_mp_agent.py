@@ -18,7 +18,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The ports a board carries (manifest.py, build-mpy.sh, package.json, scripts/test.sh).
 BOARD_PORT_FILES = ("__init__.py", "micropython.py", "mp_agent.py", "mp_iot.py", "runner.py",
                     "agentconfig.py", "store.py", "download.py", "archive.py", "tarreader.py",
-                    "capture.py", "appapi.py", "appconfig.py")
+                    "capture.py", "appapi.py", "appconfig.py", "modelpkg.py",
+                    "appservice.py")
 
 
 def results_by_name(cloud):

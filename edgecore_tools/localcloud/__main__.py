@@ -14,6 +14,8 @@ deploy       upload a model file to the S3 stand-in and create a deployment
 deployments  list deployments
 heartbeats   list received heartbeats
 results      list deployment results received in heartbeats
+captures     list the captured data devices uploaded (their capture_s3_uri: the
+             bucket's captures/ prefix), batch by batch (needs `serve` running)
 """
 
 import argparse
@@ -217,6 +219,12 @@ def cmd_results(args, db):
     return 0
 
 
+def cmd_captures(args, db):
+    s3 = _attached_s3(db)
+    _print(s3.captures(db.get_setting("bucket", DEFAULT_BUCKET), args.device, args.data))
+    return 0
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m edgecore_tools.localcloud",
                                 description="Local SageMaker Edge Manager stand-in.")
@@ -276,6 +284,9 @@ def build_parser():
     for name, func in (("heartbeats", cmd_heartbeats), ("results", cmd_results)):
         c = command(name, func, "list " + name)
         c.add_argument("--device")
+    c = command("captures", cmd_captures, "list uploaded captures (needs `serve` running)")
+    c.add_argument("--device")
+    c.add_argument("--data", action="store_true", help="each record's captureData too")
     return p
 
 

@@ -223,6 +223,10 @@ class LocalCloud:
         bucket, key = _split_s3_url(s3_url)
         self.s3.client().delete_object(Bucket=bucket, Key=key)
 
+    def captures(self, device=None, data=False):
+        """What devices uploaded to ``capture_s3_uri`` (``MotoS3.captures``)."""
+        return self.s3.captures(self.bucket, device, data)
+
     def heartbeats(self, device=None):
         """Received heartbeats, oldest first: [{id, device, fleet, received, body,
         access_key_id}] (access_key_id: the key that signed it)."""

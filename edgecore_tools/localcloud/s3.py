@@ -217,6 +217,37 @@ class MotoS3:
         self.ensure_bucket(bucket)
         self.fleet_client().put(bucket, key, data)
 
+    def captures(self, bucket, device=None, data=False):
+        """The batches devices uploaded under ``<bucket>/captures/`` (the agent's
+        ``capture_s3_uri``, keys ``captures/<fleet>/<device>/<handle>/<yyyy>/<mm>/<dd>/<hh>/
+        <batch id>.jsonl``), oldest first: ``{"key", "bytes", "modified", "records"}``
+        where each record is its ``eventMetadata`` (with ``captureData`` too when
+        ``data``); ``device`` keeps that device's only."""
+        s3 = self.client()
+        out = []
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket,
+                                                                 Prefix=CAPTURE_PREFIX):
+            for obj in page.get("Contents", []):
+                parts = obj["Key"][len(CAPTURE_PREFIX):].split("/")
+                if device is not None and (len(parts) < 3 or parts[1] != device):
+                    continue
+                body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+                records = []
+                for line in body.splitlines():
+                    try:
+                        rec = json.loads(line)
+                        meta = dict(rec["eventMetadata"])
+                    except (ValueError, KeyError, TypeError):
+                        meta = {"unreadable": line[:80].decode("utf-8", "replace")}
+                        rec = {}
+                    if data and "captureData" in rec:
+                        meta["captureData"] = rec["captureData"]
+                    records.append(meta)
+                out.append({"key": obj["Key"], "bytes": obj["Size"],
+                            "modified": obj["LastModified"].timestamp(), "records": records})
+        out.sort(key=lambda o: (o["modified"], o["key"]))
+        return out
+
     def alive(self):
         return self._proc is not None and self._proc.poll() is None
 

@@ -20,7 +20,8 @@ dist=${1:-$here/dist}
 MPY_CROSS=${MPY_CROSS:-mpy-cross}
 WANT_MPY="mpy v6.3"
 PORT_FILES="__init__.py micropython.py mp_agent.py mp_iot.py runner.py agentconfig.py store.py\
-  download.py archive.py tarreader.py capture.py appapi.py appconfig.py"
+  download.py archive.py tarreader.py capture.py appapi.py appconfig.py modelpkg.py\
+  appservice.py"
 
 version=$("$MPY_CROSS" --version)
 case "$version" in

@@ -37,7 +37,8 @@ _here = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() el
 _root = os.path.abspath(os.path.join(_here, "..", ".."))
 PORT_FILES = ("__init__.py", "micropython.py", "mp_agent.py", "mp_iot.py", "runner.py",
               "agentconfig.py", "store.py", "download.py", "archive.py", "tarreader.py",
-              "capture.py", "appapi.py", "appconfig.py")
+              "capture.py", "appapi.py", "appconfig.py", "modelpkg.py",
+              "appservice.py")
 
 # The source tree keeps the ports in ports/ (installed as edgecore_ports by setup.cfg):
 # stage them under their import name so package() freezes them as edgecore_ports.

@@ -206,10 +206,18 @@ class FakeCloud:
         return 404, date, b"{}"
 
     def open(self, method, url, headers, body=b"", timeout=None, deadline=None):
-        """S3 GET of a path-style object URL."""
+        """S3 GET (or PUT: captured data) of a path-style object URL."""
         path = url[len(S3):]
         assert deadline is not None, "a GET without a deadline"
         date = {"date": http_date(self._time())}
+        if method == "PUT":
+            kind, arg = self._fault("PutObject")
+            if kind == "status":
+                self._record("PutObject", path, headers, arg[0])
+                return Response(arg[0], date, b"<Error><Code>%s</Code></Error>" % arg[1].encode())
+            self._record("PutObject", path, headers, 200)
+            self.objects[path] = bytes(body)
+            return Response(200, date, b"")
         kind, arg = self._fault("GetObject")
         if self._skewed(headers) or kind == "skew":
             return self._s3_error(path, headers, 403, "RequestTimeTooSkewed", date)

@@ -6,7 +6,9 @@
 #
 # Prints "FROM <where edgecore_ports was imported from>", then builds
 # edgecore_ports.mp_agent.Agent(config) and reads commands from stdin, one a line:
-# "cycle" runs Agent.cycle() and prints "REPORT <json>"; "quit" (or EOF) ends. The
+# "cycle" runs Agent.cycle() and prints "REPORT <json>"; "api [OP, ARGS]" calls the
+# applications' API in-process (agent.api.OP(*ARGS)) and prints "API [true, result]" or
+# "API [false, error]"; "quit" (or EOF) ends. The
 # agent's log lines come out as "LOG <json>". With "probe", the live heap (gc.collect(),
 # then gc.mem_alloc()) is sampled after every request, download chunk and log line, and
 # each cycle ends with "HEAP <json>": that cycle's peak and samples, and the heap with
@@ -56,6 +58,13 @@ gc.collect()
 heap["idle"] = gc.mem_alloc()
 while True:
     line = sys.stdin.readline().strip()
+    if line.startswith("api "):
+        op, args = json.loads(line[4:])
+        try:
+            print("API", json.dumps([True, getattr(agent.api, op)(*args)]))
+        except Exception as exc:  # ApiError: the application's answer
+            print("API", json.dumps([False, str(exc)]))
+        continue
     if line != "cycle":
         break
     heap["peak"] = heap["samples"] = 0
