@@ -97,12 +97,6 @@ class Agent(Runner):
             self._apps = AppServices(self)
         return self._apps
 
-    def cycle(self):
-        report = Runner.cycle(self)
-        if self.config["capture_s3_uri"]:
-            self.apps.step()  # after the deployments and the heartbeat, bounded
-        return report
-
     def start(self):
         """Runner.start, then (MicroPython) the heap set out for the cycles: see
         ``settle``."""
@@ -114,6 +108,8 @@ class Agent(Runner):
         if MICROPYTHON:
             gc.collect()  # the cycle's allocations start from the fewest holes
         report = Runner.cycle(self)
+        if self.config["capture_s3_uri"]:
+            self.apps.step()  # after the deployments and the heartbeat, bounded
         if MICROPYTHON:
             self.settle()
         return report
