@@ -28,6 +28,7 @@ deployments and the heartbeat.
 
 import gc
 
+from edgecore import agentstate
 from edgecore.wire import utf8_buffer
 from edgecore_ports import ConfigError  # noqa: F401 (part of this module's interface)
 from edgecore_ports.agentconfig import load_config, read_config_file  # noqa: F401
@@ -63,6 +64,15 @@ def compact(value):
     if isinstance(value, bool) or value is None:
         return value
     return value * 1  # int or float: a new object where it is not immediate (-0.0 kept)
+
+
+def _digest(state):
+    """``agentstate.dump``'s digest of ``state`` (what ``Runner.save`` compares), None
+    for a state too large to save."""
+    try:
+        return agentstate.dump(state)
+    except agentstate.StateError:
+        return None
 
 
 class Agent(Runner):
@@ -133,7 +143,14 @@ class Agent(Runner):
         gc.collect()
         with self._lock:  # the application's threads record inferences into it
             try:
+                # The copy's dicts iterate in another order on MicroPython, so its JSON
+                # differs from the bytes saved: a state unchanged since its save keeps
+                # that status (save() compares digests; else the next cycle's first save
+                # would rewrite the flash for nothing, every cycle).
+                saved = self._saved is not None and _digest(self.state) == self._saved
                 self.state = compact(self.state)
+                if saved:
+                    self._saved = _digest(self.state)
             except MemoryError:  # no room for a second copy: the state stays as it is
                 pass
         gc.collect()

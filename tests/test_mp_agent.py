@@ -132,6 +132,46 @@ def test_cpython_deploy_update_undeploy_layout(local_cloud, tmp_path):
     assert not os.path.exists(str(tmp_path / "models" / "cam"))
 
 
+def test_settle_keeps_an_unchanged_state_from_being_saved_again(local_cloud, tmp_path,
+                                                                monkeypatch):
+    """The board's settle copies the state after each cycle; on MicroPython the copy's
+    dicts iterate in another order (tests/test_mp_cycle.py checks it on the binary),
+    so its JSON bytes differ from those saved. Idle cycles must still not rewrite the
+    state file (Runner.save's flash-wear rule), while a change is still saved."""
+    from edgecore_ports import mp_agent
+
+    copy = mp_agent.compact
+
+    def reordered(value):  # a MicroPython-like copy: equal, in another order
+        out = copy(value)
+        if isinstance(out, dict):
+            return dict(reversed([(k, reordered(v)) for k, v in out.items()]))
+        return out
+
+    monkeypatch.setattr(mp_agent, "MICROPYTHON", True)  # settle() after every cycle
+    monkeypatch.setattr(mp_agent, "compact", reordered)
+    local_cloud.deploy("cam", "detector", "1.0", data=os.urandom(3000))
+    a = make_agent(local_cloud, tmp_path)
+    writes = []
+    write = a.port.atomic_write
+    monkeypatch.setattr(a.port, "atomic_write",
+                        lambda path, data, mode=0o600: writes.append(path) or write(path, data,
+                                                                                    mode))
+    assert a.cycle()["ok"] and a.cycle()["ok"]
+    for _ in range(3):
+        del writes[:]
+        assert a.cycle()["ok"]
+        assert len(writes) <= 1  # the heartbeat's (last_heartbeat), when its second changed
+    # A change made after the last save is still saved, across a settle.
+    assert a.record_inference("cam", latency_ms=3.0)
+    a.settle()
+    del writes[:]
+    with a._lock:
+        a.save()
+    assert writes == [a.state_path]
+    assert json.loads(read(a.state_path))["metrics"]["cam"]["n"] == 1
+
+
 def test_cpython_restart_repairs_pointer_and_drops_partial(local_cloud, tmp_path):
     from edgecore_ports.mp_agent import POINTER, active_model
 

@@ -222,3 +222,35 @@ def test_a_state_too_large_for_the_heap_is_a_state_error_on_the_real_binary(tmp_
     assert proc.stdout.startswith("STATE ERROR load agent state: invalid document: "), \
         proc.stdout
     assert "more than this device can load" in proc.stdout
+
+
+def test_idle_cycles_on_the_device_leave_the_state_file_alone(local_cloud, fronts, pki,
+                                                              tmp_path):
+    """Runner.save skips a state that did not change (flash wear): the board's settle
+    (mp_agent.compact, after every cycle) builds new dicts, whose order differs on
+    MicroPython, and must not make every idle cycle rewrite state.json. Run with this
+    tree's code (build-mpy.sh's .mpy files, ahead of the frozen copy)."""
+    dist = tmp_path / "dist"
+    out = subprocess.run([os.path.join(ROOT, "firmware", "micropython", "build-mpy.sh"), str(dist)],
+                         capture_output=True, text=True, env=dict(os.environ, MPY_CROSS=MPY_CROSS))
+    assert out.returncode == 0, out.stdout + out.stderr
+    local_cloud.deploy("cam", "detector", "1.0", data=os.urandom(4096))
+    config = device_config(local_cloud, fronts, pki, tmp_path)
+    state = tmp_path / "flash" / "state" / "state.json"
+    lib = str(dist / "lib")
+    # The default heap: .mpy files loaded from the flash take more than frozen code.
+    with Device(config, tmp_path, heap=None, path=lib + ":.frozen") as device:
+        assert device.source.startswith(lib + "/"), device.source
+        assert device.cycle()["ok"]
+        same_second = 0
+        for _ in range(10):
+            before = (os.stat(str(state)).st_ino, state.read_bytes())
+            assert device.cycle()["ok"]
+            after = (os.stat(str(state)).st_ino, state.read_bytes())
+            # A heartbeat changes the state only when its second (last_heartbeat) does.
+            if json.loads(after[1])["last_heartbeat"] == json.loads(before[1])["last_heartbeat"]:
+                assert after == before, "an idle cycle rewrote the unchanged state"
+                same_second += 1
+                if same_second == 3:
+                    break
+        assert same_second, "no two cycles within one second: nothing was checked"
