@@ -119,7 +119,15 @@ class Agent(Runner):
             gc.collect()  # the cycle's allocations start from the fewest holes
         report = Runner.cycle(self)
         if self.config["capture_s3_uri"]:
-            self.apps.step()  # after the deployments and the heartbeat, bounded
+            try:
+                apps = self.apps
+            except Exception as exc:  # e.g. an unusable captures directory: the cycle's
+                # deployments and heartbeat stand (its report, then settle); tried again
+                # at the next cycle
+                self.log("error", "capture.unavailable",
+                         reason="%s: %s" % (exc.__class__.__name__, exc))
+            else:
+                apps.step()  # after the deployments and the heartbeat, bounded
         if MICROPYTHON:
             self.settle()
         return report

@@ -89,10 +89,12 @@ def read(path):
         return f.read()
 
 
-def make_agent(cloud, tmp_path, **kw):
+def make_agent(cloud, tmp_path, capture_s3_uri=None, **kw):
     from edgecore_ports.mp_agent import Agent
 
     config = cloud.agent_config(str(tmp_path / "models"), str(tmp_path / "state"))
+    if capture_s3_uri:
+        config["capture_s3_uri"] = capture_s3_uri
     logs = []
     a = Agent(config, log=lambda level, event, **f: logs.append((level, event, f)),
               sleep=lambda s: None, **kw)
@@ -170,6 +172,24 @@ def test_settle_keeps_an_unchanged_state_from_being_saved_again(local_cloud, tmp
         a.save()
     assert writes == [a.state_path]
     assert json.loads(read(a.state_path))["metrics"]["cam"]["n"] == 1
+
+
+def test_a_capture_store_that_cannot_open_never_costs_the_cycle_its_report(local_cloud,
+                                                                           tmp_path):
+    """The capture uploads built on the first cycle (capture_s3_uri set): a captures
+    directory that cannot be used is logged, the cycle still returns its report (and
+    settles), and the next cycle tries again."""
+    os.makedirs(str(tmp_path / "state"))
+    blocker = tmp_path / "state" / "captures"
+    blocker.write_bytes(b"not a directory")
+    a = make_agent(local_cloud, tmp_path, capture_s3_uri=local_cloud.capture_s3_uri)
+    assert a.cycle()["ok"]
+    assert [f for _, e, f in a.logs if e == "capture.unavailable"]
+    assert local_cloud.heartbeats()
+    blocker.unlink()
+    assert a.cycle()["ok"]
+    assert a._apps is not None and a._apps.uploader is not None
+    assert a.api.list_models()["Models"] == []
 
 
 def test_cpython_restart_repairs_pointer_and_drops_partial(local_cloud, tmp_path):
