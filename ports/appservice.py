@@ -42,6 +42,7 @@ class AppServices:
         config = runner.config
         self.models = ModelSet(models_from_state(runner.state or {}))
         self.store = self.uploader = None
+        self._own_http = None  # the uploader's transport when made here: closed by stop()
         if config["capture_s3_uri"]:
             self._capture(runner, config, http)
         self.api = AppApi(self.models, record_inference=runner.record_inference,
@@ -57,6 +58,8 @@ class AppServices:
 
         if http is None:
             http = runner.http if MICROPYTHON else make_http(runner.port, config)
+            if http is not runner.http:
+                self._own_http = http
         path = runner.state_dir + "/" + CAPTURE_DIR
         self.store = CaptureStore(path, runner.port, config["capture_buffer_bytes"])
         if hasattr(os, "chmod"):
@@ -109,10 +112,14 @@ class AppServices:
         return self.server
 
     def stop(self):
-        """Close the socket (connections end, the file goes), stop the uploader."""
+        """Close the socket (connections end, the file goes), stop the uploader and close
+        its transport when it is this object's own (its kept-alive connections)."""
         if self.server is not None:
             self.server.stop()
             self.server = None
         if self.uploader is not None:
             self.uploader.stop()
+        http, self._own_http = self._own_http, None
+        if http is not None and hasattr(http, "close"):
+            http.close()
         self.runner.on_saved = None

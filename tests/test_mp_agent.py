@@ -192,6 +192,28 @@ def test_a_capture_store_that_cannot_open_never_costs_the_cycle_its_report(local
     assert a.api.list_models()["Models"] == []
 
 
+def test_appservices_stop_closes_the_uploaders_own_transport(local_cloud, tmp_path):
+    """On CPython the capture uploader gets a transport of its own (the executor's
+    stays free): AppServices.stop closes it (its kept-alive connections to S3), never
+    the executor's."""
+    a = make_agent(local_cloud, tmp_path, capture_s3_uri=local_cloud.capture_s3_uri)
+    assert a.cycle()["ok"]
+    apps = a.apps
+    own = apps.uploader.http
+    assert own is not a.http
+    closed = []
+
+    def watch(name, http):
+        real = http.close
+        http.close = lambda: closed.append(name) or real()
+
+    watch("own", own)
+    watch("executor", a.http)
+    apps.stop()
+    apps.stop()  # once is enough
+    assert closed == ["own"]
+
+
 def test_cpython_restart_repairs_pointer_and_drops_partial(local_cloud, tmp_path):
     from edgecore_ports.mp_agent import POINTER, active_model
 
