@@ -58,7 +58,8 @@ def endpoint(tmp_path):
                 break
             except requests.exceptions.SSLError:
                 break
-            except requests.exceptions.ConnectionError:
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout):
+                # gunicorn listens before its worker is up: a handshake may time out then
                 assert proc.poll() is None and time.monotonic() < deadline, "no serve-iot"
                 time.sleep(0.2)
         yield {"db": db, "store": store, "pki": pki, "port": port, "api": api,
