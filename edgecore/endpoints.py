@@ -11,8 +11,8 @@ combination. Where botocore has no endpoint (S3 FIPS in ``aws-cn``) it raises
 The table lives in ``edgecore.endpoints_data`` (imported on first use: a client given
 its ``endpoint_url`` never loads it), generated from botocore's data by
 ``scripts/gen_endpoints.py`` at development time; ``tests/test_endpoints.py`` compares
-this module with botocore for every listed region, partition and flag, so devices never
-import botocore. ``partition(region)`` matches a region to its partition exactly as
+this module with botocore for every listed region, partition and flag (devices never
+load botocore). ``partition(region)`` matches a region to its partition exactly as
 botocore's ``aws.partition`` does (listed regions, then ``<prefix>-<word>-<digits>``;
 unknown regions fall back to ``aws``). ``normalize_region`` turns botocore's FIPS pseudo
 regions (``fips-us-west-2``, ``us-west-2-fips``) into the region and the FIPS flag.
